@@ -1,0 +1,404 @@
+"""The JSON API (django-ninja): the sink that Intuned posts to, and the read routes behind sign-in.
+
+OpenAPI docs are at /api/docs (signed-in users only, served from ninja's bundled static files).
+"""
+
+import json
+import secrets
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, IntegrityError
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Query, Schema
+from ninja.security import HttpBearer, django_auth
+from ninja.security.http import HttpAuthBase
+
+from runs import queries
+from runs.ingest import receive
+from runs.models import Delivery, Run
+
+
+class _Bearer(HttpBearer):
+    """Bearer token compared in constant time; which token is checked is the subclass's choice."""
+
+    def expected(self) -> str:
+        raise NotImplementedError
+
+    def authenticate(self, request: HttpRequest, token: str) -> str | None:
+        expected = self.expected()
+        if expected and secrets.compare_digest(token.encode(), expected.encode()):
+            return "token"
+        return None
+
+
+class SinkToken(_Bearer):
+    def expected(self) -> str:
+        return settings.SINK_TOKEN
+
+
+class ApiToken(_Bearer):
+    def expected(self) -> str:
+        return settings.API_TOKEN  # empty (unset) never matches
+
+
+api = NinjaAPI(
+    title="sinkdash",
+    version="1",
+    description="Receives Intuned webhook-sink deliveries and serves what they hold.",
+    auth=[django_auth, ApiToken()],
+    docs_decorator=login_required,
+    urls_namespace="api",
+)
+
+
+class Error(Schema):
+    detail: str
+    field: str | None = None
+
+
+class Accepted(Schema):
+    run_id: str
+    outcome: str
+    delivery_id: int
+
+
+@api.exception_handler(queries.BadFilter)
+def bad_filter(request: HttpRequest, exc: queries.BadFilter) -> HttpResponse:
+    return api.create_response(request, {"detail": str(exc)}, status=422)
+
+
+def _error(request: HttpRequest, status: int, detail: str, field: str = "", **headers: str):
+    response = api.create_response(request, {"detail": detail, "field": field or None}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+@api.post(
+    "/sink",
+    auth=SinkToken(),
+    response={200: Accepted, 201: Accepted, 400: Error, 413: Error, 422: Error, 503: Error},
+    summary="Receive one Intuned sink delivery",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+@api.post("/sink/", auth=SinkToken(), include_in_schema=False)
+def sink(request: HttpRequest):
+    """One Run's JSON body, whatever the Content-Type says. 201 for a new run, 200 for an update,
+    a repeat or an older body; 2xx only once the run and its delivery are committed."""
+    limit = settings.MAX_BODY_BYTES
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raw = None
+    if raw is None or len(raw) > limit:
+        return _error(request, 413, f"body is larger than the {limit // 2**20} MB limit")
+    headers = {name: value for name, value in request.headers.items()}
+    try:
+        outcome = receive(raw, headers=headers)
+    except IntegrityError:
+        raise  # a bug, not an outage: let it be a 500 and be seen
+    except DatabaseError:
+        # Locked past the busy timeout, or PostgreSQL unreachable: the sender retries for an hour.
+        retry = str(settings.RETRY_AFTER_SECONDS)
+        return _error(request, 503, "database unavailable, retry later", Retry_After=retry)
+    if not outcome.accepted:
+        return _error(request, outcome.http_status, outcome.reason, outcome.field)
+    return outcome.http_status, {
+        "run_id": outcome.run_id,
+        "outcome": outcome.kind,
+        "delivery_id": outcome.delivery_id,
+    }
+
+
+class RunItem(Schema):
+    run_id: str
+    status: str
+    api_name: str
+    project_id: str
+    project_name: str
+    job_id: str | None
+    job_run_id: str | None
+    status_code: int | None
+    error_code: str
+    error_message: str
+    error_category: str
+    received_at: datetime
+
+    @classmethod
+    def of(cls, run: Run) -> dict[str, Any]:
+        return {
+            "run_id": run.run_id,
+            "status": run.status,
+            "api_name": run.api_name,
+            "project_id": run.project.project_id,
+            "project_name": run.project.name,
+            "job_id": run.job.job_id if run.job_id else None,
+            "job_run_id": run.job_run.job_run_id if run.job_run_id else None,
+            "status_code": run.status_code,
+            "error_code": run.error_code,
+            "error_message": run.error_message,
+            "error_category": run.error_category,
+            "received_at": run.first_received_at,
+        }
+
+
+class RunPage(Schema):
+    items: list[RunItem]
+    next_cursor: str | None
+
+
+class RunQuery(Schema):
+    status: list[str] = []
+    project: str = ""
+    job: str = ""
+    job_run: str = ""
+    api: str = ""
+    error_code: str = ""
+    failure_group: str = ""
+    q: str = ""
+    since: str = ""
+    until: str = ""
+    limit: str = ""
+    cursor: str = ""
+
+
+@api.get("/runs", response=RunPage, summary="Runs, newest first, filtered")
+def list_runs(request: HttpRequest, filters: Query[RunQuery]):
+    page = queries.run_page(queries.RunFilter.from_query(filters.dict()))
+    return {"items": [RunItem.of(run) for run in page.items], "next_cursor": page.next_cursor}
+
+
+class DeliveryItem(Schema):
+    id: int
+    received_at: datetime
+    size: int
+    sha256: str
+    outcome: str
+    source: str
+
+
+class RunDetail(RunItem):
+    parameters: Any
+    result: Any
+    extra: dict[str, Any]
+    auth_session_id: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    trace_url: str
+    log_url: str
+    error_doc_url: str
+    last_received_at: datetime
+    delivery_count: int
+    deliveries: list[DeliveryItem]
+
+
+@api.get("/runs/{run_id}", response={200: RunDetail, 404: Error}, summary="One run in full")
+def get_run(request: HttpRequest, run_id: str):
+    run = queries.run_detail(run_id)
+    if run is None:
+        return 404, {"detail": f"no run with id {run_id!r}"}
+    return {
+        **RunItem.of(run),
+        "parameters": json.loads(run.parameters_json),
+        "result": json.loads(run.result_json),
+        "extra": json.loads(run.extra_json),
+        "auth_session_id": run.auth_session_id,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "trace_url": run.trace_url,
+        "log_url": run.log_url,
+        "error_doc_url": run.error_doc_url,
+        "last_received_at": run.last_received_at,
+        "delivery_count": run.delivery_count,
+        "deliveries": list(
+            queries.deliveries_of(run).values("id", "received_at", "size", "sha256", "outcome", "source")
+        ),
+    }
+
+
+@api.get(
+    "/deliveries/{delivery_id}/raw",
+    response={200: None, 404: Error},
+    summary="The exact bytes of one delivery",
+)
+def delivery_raw(request: HttpRequest, delivery_id: int):
+    raw = Delivery.objects.filter(pk=delivery_id).values_list("raw", flat=True).first()
+    if raw is None:
+        return 404, {"detail": f"no delivery {delivery_id}"}
+    return raw_response(bytes(raw), f"delivery-{delivery_id}.json")
+
+
+def raw_response(raw: bytes, filename: str) -> HttpResponse:
+    # Served as an attachment of an opaque type, so a browser never renders hostile bytes as a page.
+    response = HttpResponse(raw, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class JobRunCounts(Schema):
+    job_run_id: str
+    job_id: str
+    project_id: str
+    total: int
+    completed: int
+    failed: int
+    other: int
+    first_received_at: datetime
+    last_received_at: datetime
+
+
+@api.get("/job-runs/{job_run_id}", response={200: JobRunCounts, 404: Error}, summary="Counters of a job run")
+def get_job_run(request: HttpRequest, job_run_id: str):
+    job_run = queries.job_run_by_id(job_run_id)
+    if job_run is None:
+        return 404, {"detail": f"no job run with id {job_run_id!r}"}
+    return {
+        "job_run_id": job_run.job_run_id,
+        "job_id": job_run.job.job_id,
+        "project_id": job_run.job.project.project_id,
+        "total": job_run.total,
+        "completed": job_run.completed,
+        "failed": job_run.failed,
+        "other": job_run.other,
+        "first_received_at": job_run.first_received_at,
+        "last_received_at": job_run.last_received_at,
+    }
+
+
+class JobItem(Schema):
+    job_id: str
+    run_count: int
+    failed_count: int
+    last_received_at: datetime
+
+
+class ProjectItem(Schema):
+    project_id: str
+    name: str
+    workspace_id: str
+    run_count: int
+    failed_count: int
+    last_received_at: datetime
+    jobs: list[JobItem]
+
+
+@api.get("/projects", response=list[ProjectItem], summary="Projects with their jobs and counters")
+def list_projects(request: HttpRequest):
+    return [
+        {
+            "project_id": p.project_id,
+            "name": p.name,
+            "workspace_id": p.workspace_id,
+            "run_count": p.run_count,
+            "failed_count": p.failed_count,
+            "last_received_at": p.last_received_at,
+            "jobs": [
+                {
+                    "job_id": j.job_id,
+                    "run_count": j.run_count,
+                    "failed_count": j.failed_count,
+                    "last_received_at": j.last_received_at,
+                }
+                for j in p.jobs.all()
+            ],
+        }
+        for p in queries.projects_with_jobs()
+    ]
+
+
+class FailureItem(Schema):
+    id: int
+    error_code: str
+    error_category: str
+    message: str
+    api_name: str
+    project_id: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    sample_run_id: str | None
+
+
+class FailurePage(Schema):
+    items: list[FailureItem]
+    next_cursor: str | None
+
+
+@api.get("/failures", response=FailurePage, summary="Failure groups, most recently seen first")
+def list_failures(
+    request: HttpRequest, project: str = "", job: str = "", limit: int = 50, cursor: int | None = None
+):
+    f = queries.FailureFilter(project, job, min(max(limit, 1), queries.MAX_LIMIT), cursor)
+    page = queries.failure_page(f)
+    items = [
+        {
+            "id": g.id,
+            "error_code": g.error_code,
+            "error_category": g.error_category,
+            "message": g.message,
+            "api_name": g.api_name,
+            "project_id": g.project.project_id,
+            "count": g.count,
+            "first_seen": g.first_seen,
+            "last_seen": g.last_seen,
+            "sample_run_id": g.sample_run.run_id if g.sample_run else None,
+        }
+        for g in page.items
+    ]
+    return {"items": items, "next_cursor": page.next_cursor}
+
+
+class RejectedItem(Schema):
+    id: int
+    received_at: datetime
+    http_status: int
+    reason: str
+    field: str
+    size: int
+    sha256: str
+    source: str
+
+
+class RejectedPage(Schema):
+    items: list[RejectedItem]
+    next_cursor: str | None
+
+
+@api.get("/rejected", response=RejectedPage, summary="Quarantined deliveries, newest first")
+def list_rejected(request: HttpRequest, limit: int = 50, cursor: int | None = None):
+    page = queries.rejected_page(min(max(limit, 1), queries.MAX_LIMIT), cursor)
+    fields = RejectedItem.model_fields
+    return {
+        "items": [{name: getattr(r, name) for name in fields} for r in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@api.get("/rejected/{rejected_id}/raw", response={200: None, 404: Error}, summary="A refused body")
+def rejected_raw(request: HttpRequest, rejected_id: int):
+    from runs.models import RejectedDelivery
+
+    raw = RejectedDelivery.objects.filter(pk=rejected_id).values_list("raw", flat=True).first()
+    if raw is None:
+        return 404, {"detail": f"no rejected delivery {rejected_id}"}
+    return raw_response(bytes(raw), f"rejected-{rejected_id}.json")
+
+
+class SummaryOut(Schema):
+    total: int
+    by_status: dict[str, int]
+
+
+@api.get("/summary", response=SummaryOut, summary="Run totals by status, from counters")
+def get_summary(request: HttpRequest):
+    s = queries.summary()
+    return {"total": s.total, "by_status": s.by_status}

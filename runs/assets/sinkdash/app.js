@@ -1,0 +1,1 @@
+// sinkdash behaviour (no inline scripts: the CSP forbids them)

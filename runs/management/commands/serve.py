@@ -1,0 +1,54 @@
+"""`make run` ends here: print where everything is, then serve the ASGI app with uvicorn."""
+
+import os
+
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from runs.signin import new_first_sign_in_path
+
+
+class Command(BaseCommand):
+    help = "Serve sinkdash on an ASGI server (uvicorn) at $HOST:$PORT."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=int(os.environ.get("SINKDASH_WORKERS", "1")),
+            help="Server processes (more than one wants PostgreSQL; SQLite serialises writes anyway).",
+        )
+
+    def handle(self, *args, host: str, port: int, workers: int, **options):
+        shown_host = f"[{host}]" if ":" in host else host
+        base = settings.PUBLIC_URL or f"http://{shown_host}:{port}"
+        token_source = (
+            "$SINKDASH_SINK_TOKEN" if os.environ.get("SINKDASH_SINK_TOKEN") else
+            f"the file {settings.DATA_DIR / 'sink-token'}"
+        )  # fmt: skip
+        lines = [
+            "",
+            f"  sinkdash dashboard  {base}/",
+            f"  Intuned sink URL    {base}/api/sink   (Authorization: Bearer <token from {token_source}>)",
+            f"  How to connect      {base}/connect/",
+        ]
+        first = new_first_sign_in_path()
+        if first:
+            lines.append(f"  First sign-in       {base}{first}")
+            lines.append("                      (one-time link: it creates the first account)")
+        else:
+            lines.append(f"  Sign in             {base}/accounts/login/ with your account")
+        lines.append("")
+        self.stdout.write("\n".join(lines))
+        uvicorn.run(
+            "sinkdash.asgi:application",
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=os.environ.get("SINKDASH_SERVER_LOG_LEVEL", "info"),
+            access_log=False,
+            lifespan="off",
+        )

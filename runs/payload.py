@@ -1,0 +1,316 @@
+"""The one place that understands an Intuned sink body: bytes in, a ParsedRun (or a refusal) out.
+
+Two shapes arrive (see shared/intuned/README.md): the documented one, where `apiInfo.result` holds
+`status`, `result` or `error`/`message`, and `statusCode`; and the newer platform shape, where
+`apiInfo.result` holds `output`, and `apiInfo.error` / `apiInfo.reason` are objects. The webhook, the
+importer and reprocessing all call `parse`, so a parser fix reaches every path.
+"""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+# Ids and names go into indexed columns; PostgreSQL cannot index a B-tree entry past ~2.7 kB.
+MAX_ID_LENGTH = 200
+MAX_LABEL_LENGTH = 200
+MAX_STATUS_LENGTH = 50
+
+# The error codes Intuned documents, with their categories. The documented sink shape carries
+# only the code, so the category is looked up here.
+ERROR_CATEGORIES: dict[str, str] = {
+    "script-execution-exception": "execution",
+    "script-no-valid-output-received": "execution",
+    "script-timeout": "execution",
+    "script-unexpected-error": "execution",
+    "script-process-crashed": "infrastructure",
+    "result-too-big-error": "execution",
+    "auth-check-failed": "auth",
+    "check-attempts-failed": "auth",
+    "create-attempts-failed": "auth",
+    "post-create-check-attempts-failed": "auth",
+    "auth-session-not-ready": "auth",
+    "auth-session-already-in-use": "auth",
+    "api-attempts-failed": "execution",
+    "bad-request": "user",
+    "unauthorized": "user",
+    "forbidden": "user",
+    "not-found": "user",
+    "request-timeout": "infrastructure",
+    "conflict": "user",
+    "unprocessable-entity": "user",
+    "insufficient-credits": "billing",
+    "insufficient-resource-credits": "billing",
+    "workspace-invalid-billing-state": "billing",
+    "internal-server-error": "infrastructure",
+}
+
+_KNOWN_TOP = {"apiInfo", "workspaceId", "project", "authSession", "projectJob", "projectJobRun"}
+_KNOWN_API_INFO = {
+    "name", "parameters", "result", "runId", "started_at", "ended_at", "error", "reason",
+    "trace_url", "log_url",
+}  # fmt: skip
+_KNOWN_RESULT = {"status", "result", "statusCode", "error", "message", "output"}
+
+
+class Refused(Exception):
+    """A body sinkdash will not store as a run. http_status is 400 (not JSON) or 422 (not a run)."""
+
+    def __init__(self, http_status: int, reason: str, field: str = ""):
+        super().__init__(reason)
+        self.http_status = http_status
+        self.reason = reason
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRun:
+    run_id: str
+    api_name: str
+    status: str
+    status_code: int | None
+    error_code: str
+    error_message: str
+    error_category: str
+    error_doc_url: str
+    parameters_json: str
+    result_json: str
+    extra_json: str
+    auth_session_id: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    trace_url: str
+    log_url: str
+    project_id: str
+    project_name: str
+    workspace_id: str
+    job_id: str
+    job_run_id: str
+
+    @property
+    def is_failure(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def happened_at(self) -> datetime | None:
+        """When the run says it finished (or started): what orders two different bodies of a run."""
+        return self.ended_at or self.started_at
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode(raw: bytes) -> object:
+    """Strict JSON: UTF-8 only, no NaN/Infinity (they could not be served back as JSON)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refused(400, f"body is not valid UTF-8 (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise Refused(400, "body is nested too deeply to parse") from None
+    except ValueError as exc:
+        raise Refused(400, f"body is not valid JSON: {exc}") from None
+
+
+def clean_text(value: str, limit: int | None = None) -> str:
+    """Text for a database column: NUL (refused by PostgreSQL) and lone surrogates (not UTF-8)
+    become U+FFFD. The raw body and the JSON columns keep the original exactly."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value
+
+
+def dump_json(value: object) -> str:
+    """JSON text for storage. Non-ASCII stays readable (and searchable) unless the value holds a
+    lone surrogate, which only the escaped form can carry through a UTF-8 database."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, separators=(",", ":"))
+    return text
+
+
+def _text(value: object, limit: int | None = None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return clean_text(value, limit)
+    if isinstance(value, (int, float, bool)):
+        return clean_text(json.dumps(value), limit)
+    return clean_text(dump_json(value), limit)
+
+
+def _identifier(container: object, key: str, path: str, required: bool = False) -> str:
+    value = container.get(key) if isinstance(container, dict) else None
+    if value is None or value == "":
+        if required:
+            raise Refused(422, f"{path} is missing: every sink body names its run", field=path)
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return ""
+    text = clean_text(str(value))
+    if len(text) > MAX_ID_LENGTH:
+        raise Refused(422, f"{path} is longer than {MAX_ID_LENGTH} characters", field=path)
+    return text
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _status_code(value: object) -> int | None:
+    # Only a whole number that fits a 64-bit column; anything else stays in the raw body.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    number = int(value)
+    return number if -(2**63) <= number < 2**63 else None
+
+
+def _status(api_info: dict, result: object) -> str:
+    if isinstance(result, dict) and isinstance(result.get("status"), str) and result["status"]:
+        return result["status"]
+    error, reason = api_info.get("error"), api_info.get("reason")
+    if error:
+        return "failed"
+    if isinstance(reason, dict) and isinstance(reason.get("type"), str) and reason["type"]:
+        return reason["type"]
+    if isinstance(reason, str) and reason:
+        return reason
+    if isinstance(result, dict) and "output" in result:
+        return "completed"
+    return "unknown"
+
+
+def _error(api_info: dict, result: object) -> tuple[str, str, str, str]:
+    """(code, message, category, doc_url) from whichever shape carries them."""
+    code = message = category = doc_url = None
+    if isinstance(result, dict):
+        code, message = result.get("error"), result.get("message")
+        if isinstance(code, dict):  # a newer-style error object inside the documented result
+            code, message, category, doc_url = (
+                code.get("code"), code.get("message"), code.get("category"), code.get("doc_url")
+            )  # fmt: skip
+    error = api_info.get("error")
+    if isinstance(error, dict):
+        code = error.get("code", code)
+        message = error.get("message", message)
+        category = error.get("category", category)
+        doc_url = error.get("doc_url", doc_url)
+    elif isinstance(error, str) and error:
+        message = message or error
+    reason = api_info.get("reason")
+    if not code and not message and isinstance(reason, dict):
+        code, message = reason.get("code"), reason.get("message")
+    code_text = _text(code, MAX_LABEL_LENGTH)
+    category_text = _text(category, MAX_LABEL_LENGTH) or ERROR_CATEGORIES.get(code_text, "")
+    return code_text, _text(message), category_text, _text(doc_url)
+
+
+def _extra(body: dict, api_info: dict, result: object) -> dict:
+    extra: dict[str, object] = {k: v for k, v in body.items() if k not in _KNOWN_TOP}
+    unknown_api = {k: v for k, v in api_info.items() if k not in _KNOWN_API_INFO}
+    if unknown_api:
+        extra["apiInfo"] = unknown_api
+    if isinstance(result, dict):
+        unknown_result = {k: v for k, v in result.items() if k not in _KNOWN_RESULT}
+        if unknown_result:
+            extra["apiInfo.result"] = unknown_result
+    return extra
+
+
+def parse(raw: bytes) -> ParsedRun:
+    body = decode(raw)
+    if not isinstance(body, dict):
+        raise Refused(422, f"body must be a JSON object, not {_json_type(body)}")
+    api_info = body.get("apiInfo")
+    if not isinstance(api_info, dict):
+        raise Refused(422, "apiInfo is missing or not an object", field="apiInfo")
+    if "runId" in api_info and not isinstance(api_info["runId"], str):
+        kind = _json_type(api_info["runId"])
+        raise Refused(422, f"apiInfo.runId must be a string, not {kind}", field="apiInfo.runId")
+    run_id = _identifier(api_info, "runId", "apiInfo.runId", required=True)
+
+    result = api_info.get("result")
+    if isinstance(result, dict) and "output" in result and "status" not in result:
+        output = result["output"]  # newer shape
+    elif isinstance(result, dict) and ("status" in result or "statusCode" in result):
+        output = result.get("result")  # documented shape
+    else:
+        output = result
+    error_code, error_message, error_category, error_doc_url = _error(api_info, result)
+    project = body.get("project")
+    auth_session = body.get("authSession")
+    return ParsedRun(
+        run_id=run_id,
+        api_name=_text(api_info.get("name"), MAX_LABEL_LENGTH),
+        status=_text(_status(api_info, result), MAX_STATUS_LENGTH),
+        status_code=_status_code(result.get("statusCode")) if isinstance(result, dict) else None,
+        error_code=error_code,
+        error_message=error_message,
+        error_category=error_category,
+        error_doc_url=error_doc_url,
+        parameters_json=dump_json(api_info.get("parameters")),
+        result_json=dump_json(output),
+        extra_json=dump_json(_extra(body, api_info, result)),
+        auth_session_id=_identifier(auth_session, "id", "authSession.id"),
+        started_at=_moment(api_info.get("started_at")),
+        ended_at=_moment(api_info.get("ended_at")),
+        trace_url=_text(api_info.get("trace_url")),
+        log_url=_text(api_info.get("log_url")),
+        project_id=_identifier(project, "id", "project.id"),
+        project_name=_text(project.get("name") if isinstance(project, dict) else None),
+        workspace_id=_identifier(body, "workspaceId", "workspaceId"),
+        job_id=_identifier(body.get("projectJob"), "id", "projectJob.id"),
+        job_run_id=_identifier(body.get("projectJobRun"), "id", "projectJobRun.id"),
+    )
+
+
+def _json_type(value: object) -> str:
+    kinds = {list: "an array", dict: "an object", str: "a string", bool: "a boolean"}
+    return kinds.get(type(value), "null" if value is None else "a number")
+
+
+# Run-specific text that would otherwise split one cause into many failure groups.
+_NORMALISERS = [
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>)\]]+", re.I), "<url>"),
+    (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"), "<email>"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<id>"),
+    (re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]{12,}\b", re.I), "<id>"),
+    (re.compile(r"\d+(?:[.,]\d+)*"), "<n>"),
+    (re.compile(r"\s+"), " "),
+]
+MAX_GROUP_MESSAGE = 500
+
+
+def normalise_message(message: str) -> str:
+    text = message[:4000]
+    for pattern, replacement in _NORMALISERS:
+        text = pattern.sub(replacement, text)
+    return text.strip()[:MAX_GROUP_MESSAGE]
+
+
+def fingerprint(message: str) -> str:
+    return hashlib.sha256(message.encode("utf-8")).hexdigest()

@@ -1,0 +1,101 @@
+"""Shared fixtures: real-shaped payloads and HTTP through Django's test client."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "examples"
+if not EXAMPLES.is_dir():  # CI clones beside a copy of shared/; a developer may run from elsewhere
+    EXAMPLES = Path(os.environ.get("SINKDASH_EXAMPLES", "/work/shared/examples"))
+
+
+def example_bytes(name: str) -> bytes:
+    return (EXAMPLES / name).read_bytes()
+
+
+def documented_body(run_id: str = "run-1", *, status: str = "completed", **over) -> dict:
+    """A body in the documented shape (shared/intuned/sink-body.md)."""
+    if status == "completed":
+        result = {"status": "completed", "result": over.pop("result", {"ok": True}), "statusCode": 200}
+    else:
+        result = {
+            "status": status,
+            "error": over.pop("error", "script-execution-exception"),
+            "message": over.pop("message", "TimeoutError: locator('.price') not visible after 30000ms"),
+            "statusCode": over.pop("status_code", 500),
+        }
+    body = {
+        "apiInfo": {
+            "name": over.pop("api", "product-details"),
+            "parameters": over.pop("parameters", {"url": "https://shop.example/p/1"}),
+            "result": result,
+            "runId": run_id,
+        },
+        "workspaceId": "ws-1",
+        "project": {"id": over.pop("project", "proj-1"), "name": over.pop("project_name", "shop")},
+        "projectJob": {"id": over.pop("job", "nightly")},
+        "projectJobRun": {"id": over.pop("job_run", "jr-1")},
+    }
+    assert not over, f"unknown overrides {over}"
+    return body
+
+
+def newer_body(run_id: str = "run-n1", *, failed: bool = False, **over) -> dict:
+    """A body in the newer platform shape (shared/intuned/README.md)."""
+    api_info = {
+        "name": over.pop("api", "product-details"),
+        "parameters": over.pop("parameters", {"url": "https://shop.example/p/7"}),
+        "runId": run_id,
+        "result": None if failed else {"output": over.pop("output", {"price": 9.5})},
+        "started_at": over.pop("started_at", "2026-11-30T08:00:00Z"),
+        "ended_at": over.pop("ended_at", "2026-11-30T08:00:12Z"),
+        "error": (
+            {"message": over.pop("message", "Execution Timed Out"), "code": over.pop("code", "script-timeout"),
+             "category": "execution", "doc_url": "https://docs.intunedhq.com/docs/support/errors"}
+            if failed else None
+        ),
+        "reason": over.pop("reason", None),
+        "trace_url": "https://files.example/trace.zip",
+        "log_url": "https://files.example/logs.jsonl",
+    }  # fmt: skip
+    body = {
+        "apiInfo": api_info,
+        "workspaceId": "ws-1",
+        "project": {"id": over.pop("project", "proj-1"), "name": "shop"},
+        "projectJob": {"id": over.pop("job", "nightly")},
+        "projectJobRun": {"id": over.pop("job_run", "jr-1")},
+    }
+    assert not over, f"unknown overrides {over}"
+    return body
+
+
+class Sink:
+    """Posts bodies to /api/sink the way Intuned does."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def post(self, body, *, token: str | None = None, content_type: str = "application/json", path="/api/sink"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {} if token == "" else {"Authorization": f"Bearer {token or settings.SINK_TOKEN}"}
+        return self.client.generic("POST", path, data, content_type=content_type, headers=headers)
+
+
+@pytest.fixture
+def sink(client) -> Sink:
+    return Sink(client)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("ada", password="correct horse battery staple")
+
+
+@pytest.fixture
+def signed_in(client, user) -> Client:
+    client.force_login(user)
+    return client
