@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from runs.models import (
     Delivery,
+    FailureDay,
     FailureGroup,
     Job,
     JobRun,
@@ -293,6 +294,9 @@ def _count(run: Run, sign: int, at: datetime) -> None:
         if sign > 0:
             changes.update(last_seen=at, sample_run=run)
         FailureGroup.objects.filter(pk=run.failure_group_id).update(**changes)
+        day = {"group_id": run.failure_group_id, "day": run.first_received_at.date()}
+        if not FailureDay.objects.filter(**day).update(count=F("count") + sign) and sign > 0:
+            FailureDay.objects.create(**day, count=1)
     hour = run.first_received_at.replace(minute=0, second=0, microsecond=0)
     bucket = {"project_id": run.project_id, "hour": hour, "status": run.status}
     if not RunTally.objects.filter(**bucket).update(count=F("count") + sign) and sign > 0:

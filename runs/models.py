@@ -117,6 +117,19 @@ class FailureGroup(models.Model):
         return f"{self.error_code}: {self.message[:80]}"
 
 
+class FailureDay(models.Model):
+    """Failures per group and day: the sparkline on /failures/ reads a group's last few rows."""
+
+    group = models.ForeignKey(FailureGroup, on_delete=models.CASCADE, related_name="days")
+    day = models.DateField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "day"], name="failure_day_unique"),
+        ]
+
+
 class Run(models.Model):
     run_id = models.TextField(unique=True)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
