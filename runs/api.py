@@ -13,9 +13,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, IntegrityError
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Query, Schema
+from ninja import NinjaAPI, Query, Schema, Status
 from ninja.security import HttpBearer, django_auth
-from ninja.security.http import HttpAuthBase
 
 from runs import queries
 from runs.ingest import receive
@@ -78,19 +77,13 @@ def _error(request: HttpRequest, status: int, detail: str, field: str = "", **he
     return response
 
 
-@api.post(
-    "/sink",
-    auth=SinkToken(),
-    response={200: Accepted, 201: Accepted, 400: Error, 413: Error, 422: Error, 503: Error},
-    summary="Receive one Intuned sink delivery",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-    },
-)
-@api.post("/sink/", auth=SinkToken(), include_in_schema=False)
+SINK_RESPONSES = {200: Accepted, 201: Accepted, 400: Error, 413: Error, 422: Error, 503: Error}
+SINK_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}}
+
+
+@api.post("/sink", auth=SinkToken(), response=SINK_RESPONSES, openapi_extra=SINK_BODY,
+          summary="Receive one Intuned sink delivery")  # fmt: skip
+@api.post("/sink/", auth=SinkToken(), response=SINK_RESPONSES, include_in_schema=False)
 def sink(request: HttpRequest):
     """One Run's JSON body, whatever the Content-Type says. 201 for a new run, 200 for an update,
     a repeat or an older body; 2xx only once the run and its delivery are committed."""
@@ -112,11 +105,10 @@ def sink(request: HttpRequest):
         return _error(request, 503, "database unavailable, retry later", Retry_After=retry)
     if not outcome.accepted:
         return _error(request, outcome.http_status, outcome.reason, outcome.field)
-    return outcome.http_status, {
-        "run_id": outcome.run_id,
-        "outcome": outcome.kind,
-        "delivery_id": outcome.delivery_id,
-    }
+    return Status(
+        outcome.http_status,
+        {"run_id": outcome.run_id, "outcome": outcome.kind, "delivery_id": outcome.delivery_id},
+    )
 
 
 class RunItem(Schema):
@@ -205,7 +197,7 @@ class RunDetail(RunItem):
 def get_run(request: HttpRequest, run_id: str):
     run = queries.run_detail(run_id)
     if run is None:
-        return 404, {"detail": f"no run with id {run_id!r}"}
+        return Status(404, {"detail": f"no run with id {run_id!r}"})
     return {
         **RunItem.of(run),
         "parameters": json.loads(run.parameters_json),
@@ -233,7 +225,7 @@ def get_run(request: HttpRequest, run_id: str):
 def delivery_raw(request: HttpRequest, delivery_id: int):
     raw = Delivery.objects.filter(pk=delivery_id).values_list("raw", flat=True).first()
     if raw is None:
-        return 404, {"detail": f"no delivery {delivery_id}"}
+        return Status(404, {"detail": f"no delivery {delivery_id}"})
     return raw_response(bytes(raw), f"delivery-{delivery_id}.json")
 
 
@@ -260,7 +252,7 @@ class JobRunCounts(Schema):
 def get_job_run(request: HttpRequest, job_run_id: str):
     job_run = queries.job_run_by_id(job_run_id)
     if job_run is None:
-        return 404, {"detail": f"no job run with id {job_run_id!r}"}
+        return Status(404, {"detail": f"no job run with id {job_run_id!r}"})
     return {
         "job_run_id": job_run.job_run_id,
         "job_id": job_run.job.job_id,
@@ -389,7 +381,7 @@ def rejected_raw(request: HttpRequest, rejected_id: int):
 
     raw = RejectedDelivery.objects.filter(pk=rejected_id).values_list("raw", flat=True).first()
     if raw is None:
-        return 404, {"detail": f"no rejected delivery {rejected_id}"}
+        return Status(404, {"detail": f"no rejected delivery {rejected_id}"})
     return raw_response(bytes(raw), f"rejected-{rejected_id}.json")
 
 

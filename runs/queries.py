@@ -2,14 +2,13 @@
 page (keyset on id, newest first), and every total comes from a counter row."""
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Mapping
+from datetime import UTC, datetime, time
 
 from django.db.models import Q, QuerySet, Sum
-from django.utils.dateparse import parse_datetime, parse_date
 from django.utils import timezone
-from datetime import UTC, time
+from django.utils.dateparse import parse_date, parse_datetime
 
 from runs.models import FailureGroup, Job, JobRun, Project, RejectedDelivery, Run, RunTally
 
@@ -88,12 +87,13 @@ def _moment(value: str, name: str, *, end: bool) -> datetime | None:
     if not value:
         return None
     try:
-        moment = parse_datetime(value)
-        if moment is None:
-            day = parse_date(value)
-            if day is None:
-                raise ValueError
+        day = parse_date(value) if len(value) == 10 else None
+        if day is not None:
             moment = datetime.combine(day, time.max if end else time.min)
+        else:
+            moment = parse_datetime(value)
+            if moment is None:
+                raise ValueError
     except ValueError:
         raise BadFilter(f"{name} must be an ISO date or date-time, not {value!r}") from None
     return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
@@ -266,3 +266,160 @@ def tallies_by_hour(since: datetime) -> dict[datetime, dict[str, int]]:
     for row in rows:
         out[row["hour"]][row["status"]] = row["n"]
     return dict(out)
+
+
+# --- The dashboard pages' reads (runs.views). Same rules: one indexed query per list, counters
+# for totals.
+
+
+def latest_run_id() -> int:
+    """The live run list's starting cursor: ids grow with arrival, so "newer than this" is new."""
+    return Run.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def latest_delivery_id() -> int:
+    """The cursor the live counters follow: every accepted body adds a Delivery row."""
+    from runs.models import Delivery
+
+    return Delivery.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def delivered_after(after_id: int) -> bool:
+    from runs.models import Delivery
+
+    return Delivery.objects.filter(id__gt=after_id).exists()
+
+
+def latest_delivery():
+    from runs.models import Delivery
+
+    return Delivery.objects.defer("raw").select_related("run").order_by("-id").first()
+
+
+def latest_rejected() -> RejectedDelivery | None:
+    return RejectedDelivery.objects.defer("raw").order_by("-received_at", "-id").first()
+
+
+def filter_total(f: RunFilter) -> int | None:
+    """How many runs match, when a counter row knows it; None when only a count could tell
+    (free text, time ranges, API or error code filters are not counted anywhere)."""
+    if f.q or f.since or f.until or f.api or f.error_code:
+        return None
+    narrowing = [name for name in ("project", "job", "job_run") if getattr(f, name)]
+    statuses = set(f.statuses)
+    if f.failure_group is not None:
+        if narrowing or (statuses and "failed" not in statuses):
+            return None if narrowing else 0
+        return FailureGroup.objects.filter(pk=f.failure_group).values_list("count", flat=True).first() or 0
+    if not narrowing:
+        by_status = summary().by_status
+        return sum(n for s, n in by_status.items() if not statuses or s in statuses)
+    if f.job_run:
+        job_runs = JobRun.objects.filter(job_run_id=f.job_run)
+        if f.job:
+            job_runs = job_runs.filter(job__job_id=f.job)
+        if f.project:
+            job_runs = job_runs.filter(job__project__project_id=f.project)
+        rows = list(job_runs.values("total", "completed", "failed", "other")[:2])
+        if len(rows) != 1:
+            return 0 if not rows else None
+        row = rows[0]
+        if not statuses:
+            return row["total"]
+        if statuses <= {"completed", "failed"}:
+            return sum(row[s] for s in statuses)
+        return None
+    if statuses and statuses != {"failed"}:
+        return None
+    column = "failed_count" if statuses else "run_count"
+    if f.job:
+        jobs = Job.objects.filter(job_id=f.job)
+        if f.project:
+            jobs = jobs.filter(project__project_id=f.project)
+        return jobs.aggregate(n=Sum(column))["n"] or 0
+    return Project.objects.filter(project_id=f.project).values_list(column, flat=True).first() or 0
+
+
+def project_by_pk(pk: int) -> Project | None:
+    return Project.objects.filter(pk=pk).first()
+
+
+def job_by_pk(pk: int) -> Job | None:
+    return Job.objects.select_related("project").filter(pk=pk).first()
+
+
+def job_run_by_pk(pk: int) -> JobRun | None:
+    return JobRun.objects.select_related("job__project").filter(pk=pk).first()
+
+
+def failure_group_by_pk(pk: int) -> FailureGroup | None:
+    return FailureGroup.objects.select_related("project").filter(pk=pk).first()
+
+
+def jobs_by_project() -> list[Project]:
+    """For the run list's job picker: projects and jobs are few rows, not runs."""
+    return projects_with_jobs()
+
+
+def error_codes_seen(limit: int = 200) -> list[str]:
+    codes = FailureGroup.objects.order_by("error_code").values_list("error_code", flat=True)
+    return [c for c in dict.fromkeys(codes[:2000]) if c][:limit]
+
+
+def job_run_runs(job_run: JobRun, *, failed: bool, limit: int = DEFAULT_LIMIT) -> list[Run]:
+    """A job run's latest failed runs, or its latest other runs (the job run page, failures first);
+    both through the (job_run, status, id) index."""
+    runs = Run.objects.filter(job_run=job_run).select_related("project", "job", "job_run")
+    runs = runs.filter(status="failed") if failed else runs.exclude(status="failed")
+    return list(runs.order_by("-id")[:limit])
+
+
+def same_parameters(run: Run, limit: int = 20) -> list[Run]:
+    """Runs of the same API with byte-identical parameters in other job runs of the project.
+
+    This walks the (api_name, id) index newest first and compares the parameters text; a
+    parameters hash column with its own index would make it a pure index lookup."""
+    runs = (
+        Run.objects.filter(api_name=run.api_name, project_id=run.project_id)
+        .filter(parameters_json=run.parameters_json)
+        .exclude(pk=run.pk)
+        .select_related("project", "job", "job_run")
+    )
+    if run.job_run_id:
+        runs = runs.exclude(job_run_id=run.job_run_id)
+    return list(runs.order_by("-id")[:limit])
+
+
+def failure_days(group_ids: list[int], since) -> dict[int, dict]:
+    """Failures per day for the given groups since a date (the /failures/ sparklines)."""
+    from runs.models import FailureDay
+
+    out: dict[int, dict] = defaultdict(dict)
+    rows = FailureDay.objects.filter(group_id__in=group_ids, day__gte=since)
+    for group_id, day, count in rows.values_list("group_id", "day", "count"):
+        out[group_id][day] = count
+    return dict(out)
+
+
+def failure_jobs(group: FailureGroup, sample: int = 200) -> list[str]:
+    """The jobs among a group's latest failures (a group has no per-job counter)."""
+    job_ids = (
+        Run.objects.filter(failure_group=group)
+        .order_by("-id")
+        .values_list("job__job_id", flat=True)[:sample]
+    )
+    return [j for j in dict.fromkeys(job_ids) if j]
+
+
+def delivery_for_view(delivery_id: int):
+    from runs.models import Delivery
+
+    return Delivery.objects.select_related("run").filter(pk=delivery_id).first()
+
+
+def rejected_for_view(rejected_id: int) -> RejectedDelivery | None:
+    return RejectedDelivery.objects.filter(pk=rejected_id).first()
+
+
+def latest_rejected_id() -> int:
+    return RejectedDelivery.objects.order_by("-id").values_list("id", flat=True).first() or 0

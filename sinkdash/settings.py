@@ -95,6 +95,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         ),
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Like SQLite's busy timeout: a delivery that waits this long for a lock gets a 503 and is
+    # retried by the sender, rather than hanging the request.
+    lock_ms = env_int("SINKDASH_SQLITE_TIMEOUT", 20) * 1000
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c lock_timeout={lock_ms}"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -117,11 +122,14 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "runs" / "assets"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Compressed copies without a manifest: pages render before (or without) collectstatic.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# Tests and DEBUG serve straight from the finders, so no collectstatic is needed to run them.
-WHITENOISE_USE_FINDERS = DEBUG
+# Served by the app itself (no CDN, no separate web server). Finders let tests and a fresh
+# checkout serve the files before collectstatic has run.
+WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+STATIC_ROOT.mkdir(exist_ok=True)
 
 # The sink accepts bodies up to this size (Intuned results reach 2 MB; Django's 2.5 MB default
 # would refuse some). Forms never come near it.

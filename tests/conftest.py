@@ -19,15 +19,14 @@ def example_bytes(name: str) -> bytes:
 
 def documented_body(run_id: str = "run-1", *, status: str = "completed", **over) -> dict:
     """A body in the documented shape (shared/intuned/sink-body.md)."""
+    error = over.pop("error", "script-execution-exception")
+    message = over.pop("message", "TimeoutError: locator('.price') not visible after 30000ms")
     if status == "completed":
-        result = {"status": "completed", "result": over.pop("result", {"ok": True}), "statusCode": 200}
+        result = {"status": "completed", "result": over.pop("result", {"ok": True}),
+                  "statusCode": over.pop("status_code", 200)}  # fmt: skip
     else:
-        result = {
-            "status": status,
-            "error": over.pop("error", "script-execution-exception"),
-            "message": over.pop("message", "TimeoutError: locator('.price') not visible after 30000ms"),
-            "statusCode": over.pop("status_code", 500),
-        }
+        result = {"status": status, "error": error, "message": message,
+                  "statusCode": over.pop("status_code", 500)}  # fmt: skip
     body = {
         "apiInfo": {
             "name": over.pop("api", "product-details"),
