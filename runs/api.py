@@ -16,8 +16,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Query, Schema, Status
 from ninja.security import HttpBearer, django_auth
 
-from runs import queries
-from runs.ingest import receive
+from runs import export, queries
+from runs.sink import deliver
 from runs.models import Delivery, Run
 
 
@@ -84,7 +84,7 @@ SINK_BODY = {"requestBody": {"required": True, "content": {"application/json": {
 @api.post("/sink", auth=SinkToken(), response=SINK_RESPONSES, openapi_extra=SINK_BODY,
           summary="Receive one Intuned sink delivery")  # fmt: skip
 @api.post("/sink/", auth=SinkToken(), response=SINK_RESPONSES, include_in_schema=False)
-def sink(request: HttpRequest):
+async def sink(request: HttpRequest):
     """One Run's JSON body, whatever the Content-Type says. 201 for a new run, 200 for an update,
     a repeat or an older body; 2xx only once the run and its delivery are committed."""
     limit = settings.MAX_BODY_BYTES
@@ -94,9 +94,8 @@ def sink(request: HttpRequest):
         raw = None
     if raw is None or len(raw) > limit:
         return _error(request, 413, f"body is larger than the {limit // 2**20} MB limit")
-    headers = {name: value for name, value in request.headers.items()}
     try:
-        outcome = receive(raw, headers=headers)
+        outcome = await deliver(raw, dict(request.headers.items()))
     except IntegrityError:
         raise  # a bug, not an outage: let it be a 500 and be seen
     except DatabaseError:
@@ -167,6 +166,23 @@ class RunQuery(Schema):
 def list_runs(request: HttpRequest, filters: Query[RunQuery]):
     page = queries.run_page(queries.RunFilter.from_query(filters.dict()))
     return {"items": [RunItem.of(run) for run in page.items], "next_cursor": page.next_cursor}
+
+
+@api.get(
+    "/runs/export",
+    response={200: None, 422: Error},
+    summary="The filtered run list as a CSV or JSONL download",
+)
+def export_runs(request: HttpRequest, filters: Query[RunQuery], format: str = "csv"):
+    """Every run the filters match (limit and cursor are ignored), newest first, streamed.
+    Registered before /runs/{run_id}, which would otherwise take "export" for a run id."""
+    if format not in ("csv", "jsonl"):
+        return Status(422, {"detail": "format must be csv or jsonl", "field": "format"})
+    f = queries.RunFilter.from_query(filters.dict())
+    name = f"runs-{export.stamp()}.{format}"
+    if format == "csv":
+        return export.download(request, export.runs_csv(f), name, "text/csv")
+    return export.download(request, export.runs_jsonl(f), name, "application/x-ndjson")
 
 
 class DeliveryItem(Schema):
@@ -264,6 +280,21 @@ def get_job_run(request: HttpRequest, job_run_id: str):
         "first_received_at": job_run.first_received_at,
         "last_received_at": job_run.last_received_at,
     }
+
+
+@api.get(
+    "/job-runs/{job_run_id}/results.csv",
+    response={200: None, 404: Error},
+    summary="A job run's results as CSV: one row per result object",
+)
+def job_run_results(request: HttpRequest, job_run_id: str):
+    """For runs whose result is an object or a list of objects; columns are run_id and the union
+    of the objects' keys (nested values as JSON)."""
+    job_runs = export.job_runs_named(job_run_id)
+    if not job_runs:
+        return Status(404, {"detail": f"no job run with id {job_run_id!r}"})
+    name = f"job-run-{export.safe_filename(job_run_id)}-results.csv"
+    return export.download(request, export.job_run_results_csv(job_runs), name, "text/csv")
 
 
 class JobItem(Schema):

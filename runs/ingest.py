@@ -1,7 +1,7 @@
-"""Storing deliveries: a parsed body becomes a Run, its Delivery, and the counters that follow.
+"""Storing deliveries: parsed bodies become Runs, their Deliveries, and the counters that follow.
 
-Every path that takes in bodies (the webhook, import_runs, reprocess) goes through `receive` or
-`store`, so the rules below hold everywhere:
+Every path that takes in bodies (the webhook, import_runs, reprocess) ends in `store_many`, so the
+rules below hold everywhere:
 
 - A run is identified by `apiInfo.runId`. Bytes this run has already received (same sha256) are a
   duplicate: counted as one more delivery, never applied again. Intuned retries a delivery with the
@@ -11,15 +11,20 @@ Every path that takes in bodies (the webhook, import_runs, reprocess) goes throu
   bodies say when the run ended (or started), the later moment wins and a tie goes to the newer
   arrival; when either body has no time, arrival order decides. An older body is kept as a
   delivery with outcome "stale" and changes nothing else.
-- Counters on Project, Job, JobRun, FailureGroup and RunTally change in the same transaction as
-  the Run, always locked in that order so two concurrent transactions cannot deadlock.
+- Counters on Project, Job, JobRun, FailureGroup, RunTally and FailureDay change in the same
+  transaction as the Runs. A batch adds its contributions up first (`Tally`) and writes each
+  counter row once, in primary-key order, so concurrent batches cannot deadlock on PostgreSQL.
+
+Batches exist for speed: the importer stores thousands of bodies per transaction, and the webhook
+commits the deliveries that arrived while the previous commit was running together (runs.sink).
 """
 
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # Headers that carry credentials are never stored (the sink token must not end up in a page).
 _SECRET_HEADER_WORDS = ("authorization", "cookie", "token", "secret", "api-key", "apikey", "password")
+# A PostgreSQL batch that loses a race to insert the same new row is simply run again.
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,21 @@ class Outcome:
     @property
     def accepted(self) -> bool:
         return self.kind != "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One accepted body on its way into the database."""
+
+    parsed: ParsedRun
+    raw: bytes
+    at: datetime
+    headers_json: str = "{}"
+    source: str = "webhook"
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.raw).hexdigest())
 
 
 def safe_headers(headers: dict[str, str]) -> str:
@@ -76,23 +98,52 @@ def receive(
     received_at: datetime | None = None,
 ) -> Outcome:
     """Parse and store one body in its own transaction; refused bodies go to the quarantine."""
-    received_at = received_at or timezone.now()
-    headers_json = safe_headers(headers or {})
-    try:
-        parsed = parse(raw)
-    except Refused as refusal:
-        return quarantine(raw, refusal, headers_json=headers_json, source=source, at=received_at)
-    # On PostgreSQL two first deliveries of one run (or project, job...) can race to insert the same
-    # row; the loser's transaction fails on the unique constraint and simply runs again, finding
-    # the row this time. SQLite's IMMEDIATE transactions never race this way.
-    for attempt in range(3):
+    return receive_many([(raw, headers or {})], source=source, received_at=received_at)[0]
+
+
+def receive_many(
+    bodies: list[tuple[bytes, dict[str, str]]],
+    *,
+    source: str = "webhook",
+    received_at: datetime | None = None,
+) -> list[Outcome]:
+    """Parse and store several bodies in one transaction (refusals are quarantined on their own).
+    Returns once everything is committed; raises DatabaseError if it could not be."""
+    at = received_at or timezone.now()
+    outcomes: list[Outcome | None] = [None] * len(bodies)
+    accepted: list[tuple[int, Incoming]] = []
+    for index, (raw, headers) in enumerate(bodies):
+        headers_json = safe_headers(headers)
+        try:
+            parsed = parse(raw)
+        except Refused as refusal:
+            outcomes[index] = quarantine(raw, refusal, headers_json=headers_json, source=source, at=at)
+            continue
+        accepted.append((index, Incoming(parsed, raw, at, headers_json, source)))
+    if accepted:
+        stored = store_committed([item for _, item in accepted])
+        for (index, _), outcome in zip(accepted, stored, strict=True):
+            outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def store_committed(items: list[Incoming]) -> list[Outcome]:
+    """store_many in a transaction of its own, run again if it lost an insert race."""
+    for attempt in range(_ATTEMPTS):
         try:
             with transaction.atomic():
-                return store(parsed, raw, headers_json=headers_json, source=source, at=received_at)
+                return store_many(items)
         except IntegrityError:
-            if attempt == 2:
+            if attempt == _ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def store(
+    parsed: ParsedRun, raw: bytes, *, headers_json: str = "{}", source: str, at: datetime
+) -> Outcome:
+    """Store one parsed body inside the caller's transaction."""
+    return store_many([Incoming(parsed, raw, at, headers_json, source)])[0]
 
 
 def quarantine(
@@ -139,52 +190,91 @@ def bound_quarantine() -> None:
     RejectedDelivery.objects.filter(id__in=drop).delete()
 
 
-def store(
-    parsed: ParsedRun, raw: bytes, *, headers_json: str = "{}", source: str, at: datetime
-) -> Outcome:
-    """Store one parsed body. The caller holds the transaction (one per request, or one per batch)."""
-    sha = hashlib.sha256(raw).hexdigest()
-    project = _project(parsed, at)
-    job = _job(project, parsed, at)
-    job_run = _job_run(job, parsed, at)
+def store_many(items: list[Incoming]) -> list[Outcome]:
+    """Store bodies inside the caller's transaction, with the same result as storing them one by
+    one in order. A run that appears twice waits for the next round, so each round sees the
+    state its earlier bodies left."""
+    outcomes: list[Outcome | None] = [None] * len(items)
+    remaining = list(enumerate(items))
+    while remaining:
+        this_round, later, seen = [], [], set()
+        for index, item in remaining:
+            (later if item.parsed.run_id in seen else this_round).append((index, item))
+            seen.add(item.parsed.run_id)
+        for (index, _), outcome in zip(this_round, _store_round([i for _, i in this_round]), strict=True):
+            outcomes[index] = outcome
+        remaining = later
+    return outcomes  # type: ignore[return-value]
 
-    run = Run.objects.select_for_update().filter(run_id=parsed.run_id).first()
-    if run is None:
-        run = Run(run_id=parsed.run_id, first_received_at=at, delivery_count=0)
-        _apply(run, parsed, project, job, job_run, sha)
-        kind = "created"
-    elif run.deliveries.filter(sha256=sha).exists():
-        kind = "duplicate"
-    elif _older(parsed, run):
-        kind = "stale"
-    else:
-        _count(run, -1, at)
-        _apply(run, parsed, project, job, job_run, sha)
-        kind = "updated"
 
-    run.delivery_count += 1
-    run.last_received_at = at
-    if kind in ("created", "updated"):
-        run.failure_group = _failure_group(run, parsed, at) if parsed.is_failure else None
-        run.save()
-        _count(run, +1, at)
-    else:
-        Run.objects.filter(pk=run.pk).update(
-            delivery_count=F("delivery_count") + 1, last_received_at=at
+def _store_round(items: list[Incoming]) -> list[Outcome]:
+    """Store bodies of distinct runs: a fixed number of queries whatever the batch size."""
+    projects = _projects(items)
+    jobs = _jobs(items, projects)
+    job_runs = _job_runs(items, projects, jobs)
+    existing = {
+        run.run_id: run
+        for run in Run.objects.select_for_update().filter(run_id__in=[i.parsed.run_id for i in items])
+    }
+    received = set(
+        Delivery.objects.filter(
+            run_id__in=[run.pk for run in existing.values()], sha256__in={i.sha256 for i in items}
+        ).values_list("run_id", "sha256")
+    ) if existing else set()  # fmt: skip
+
+    tally = Tally()
+    kinds: list[str] = []
+    runs: list[Run] = []
+    applied: list[Run] = []
+    for item in items:
+        p = item.parsed
+        project = projects[p.project_id]
+        job = jobs.get((project.pk, p.job_id))
+        job_run = job_runs.get((job.pk, p.job_run_id)) if job else None
+        tally.touch(project, job, job_run, item.at)
+        run = existing.get(p.run_id)
+        if run is None:
+            run = Run(run_id=p.run_id, first_received_at=item.at, delivery_count=0)
+            kind = "created"
+        elif (run.pk, item.sha256) in received:
+            kind = "duplicate"
+        elif _older(p, run):
+            kind = "stale"
+        else:
+            tally.add(run, -1)
+            kind = "updated"
+        if kind in ("created", "updated"):
+            _apply(run, p, project, job, job_run, item.sha256)
+            applied.append(run)
+        run.delivery_count += 1
+        run.last_received_at = item.at
+        kinds.append(kind)
+        runs.append(run)
+
+    _assign_failure_groups([(run, item) for run, item, kind in zip(runs, items, kinds) if kind in ("created", "updated")])
+    Run.objects.bulk_create([run for run, kind in zip(runs, kinds) if kind == "created"])
+    for run, kind in zip(runs, kinds):
+        if kind == "updated":
+            run.save()
+    repeats = [run.pk for run, kind in zip(runs, kinds) if kind in ("duplicate", "stale")]
+    if repeats:
+        Run.objects.filter(pk__in=repeats).update(
+            delivery_count=F("delivery_count") + 1, last_received_at=max(i.at for i in items)
         )
-    delivery = Delivery.objects.create(
-        run=run,
-        received_at=at,
-        raw=raw,
-        sha256=sha,
-        size=len(raw),
-        headers_json=headers_json,
-        source=source,
-        outcome=kind,
+    for run in applied:
+        tally.add(run, +1)
+    tally.write()
+    deliveries = Delivery.objects.bulk_create(
+        Delivery(
+            run=run, received_at=item.at, raw=item.raw, sha256=item.sha256, size=len(item.raw),
+            headers_json=item.headers_json, source=item.source, outcome=kind,
+        )  # fmt: skip
+        for run, item, kind in zip(runs, items, kinds)
     )
-    return Outcome(
-        kind, run_id=run.run_id, delivery_id=delivery.pk, http_status=201 if kind == "created" else 200
-    )
+    return [
+        Outcome(kind, run_id=run.run_id, delivery_id=d.pk, http_status=201 if kind == "created" else 200)
+        for run, kind, d in zip(runs, kinds, deliveries)
+    ]
 
 
 def _older(parsed: ParsedRun, run: Run) -> bool:
@@ -193,111 +283,212 @@ def _older(parsed: ParsedRun, run: Run) -> bool:
     return stored is not None and incoming is not None and incoming < stored
 
 
+_STATE_FIELDS = (
+    "api_name", "status", "status_code", "error_code", "error_message", "error_category",
+    "error_doc_url", "parameters_json", "result_json", "extra_json", "auth_session_id",
+    "started_at", "ended_at", "trace_url", "log_url",
+)  # fmt: skip
+
+
 def _apply(
-    run: Run,
-    parsed: ParsedRun,
-    project: Project,
-    job: Job | None,
-    job_run: JobRun | None,
-    sha: str,
+    run: Run, parsed: ParsedRun, project: Project, job: Job | None, job_run: JobRun | None, sha: str
 ) -> None:
     run.project, run.job, run.job_run = project, job, job_run
     run.content_sha256 = sha
-    for field in (
-        "api_name", "status", "status_code", "error_code", "error_message", "error_category",
-        "error_doc_url", "parameters_json", "result_json", "extra_json", "auth_session_id",
-        "started_at", "ended_at", "trace_url", "log_url",
-    ):  # fmt: skip
-        setattr(run, field, getattr(parsed, field))
+    for name in _STATE_FIELDS:
+        setattr(run, name, getattr(parsed, name))
 
 
-def _project(parsed: ParsedRun, at: datetime) -> Project:
-    project = Project.objects.filter(project_id=parsed.project_id).first()
-    if project is None:
-        return Project.objects.create(
-            project_id=parsed.project_id,
-            name=parsed.project_name,
-            workspace_id=parsed.workspace_id,
-            first_received_at=at,
-            last_received_at=at,
+def _projects(items: list[Incoming]) -> dict[str, Project]:
+    latest = {i.parsed.project_id: i for i in items}  # the last body names the project best
+    found = {p.project_id: p for p in Project.objects.filter(project_id__in=list(latest))}
+    missing = [
+        Project(
+            project_id=pid, name=i.parsed.project_name, workspace_id=i.parsed.workspace_id,
+            first_received_at=i.at, last_received_at=i.at,
+        )  # fmt: skip
+        for pid, i in latest.items()
+        if pid not in found
+    ]
+    for project in Project.objects.bulk_create(missing):
+        found[project.project_id] = project
+    for pid, item in latest.items():
+        project, p = found[pid], item.parsed
+        renamed = (p.project_name and p.project_name != project.name) or (
+            p.workspace_id and p.workspace_id != project.workspace_id
         )
-    changes = {"last_received_at": at}
-    if parsed.project_name and parsed.project_name != project.name:
-        changes["name"] = parsed.project_name
-    if parsed.workspace_id and parsed.workspace_id != project.workspace_id:
-        changes["workspace_id"] = parsed.workspace_id
-    Project.objects.filter(pk=project.pk).update(**changes)
-    return project
+        if renamed:
+            project.name = p.project_name or project.name
+            project.workspace_id = p.workspace_id or project.workspace_id
+            Project.objects.filter(pk=project.pk).update(name=project.name, workspace_id=project.workspace_id)
+    return found
 
 
-def _job(project: Project, parsed: ParsedRun, at: datetime) -> Job | None:
-    if not parsed.job_id:
-        return None
-    job = Job.objects.filter(project=project, job_id=parsed.job_id).first()
-    if job is None:
-        return Job.objects.create(
-            project=project, job_id=parsed.job_id, first_received_at=at, last_received_at=at
-        )
-    Job.objects.filter(pk=job.pk).update(last_received_at=at)
-    return job
-
-
-def _job_run(job: Job | None, parsed: ParsedRun, at: datetime) -> JobRun | None:
-    if job is None or not parsed.job_run_id:
-        return None
-    job_run = JobRun.objects.filter(job=job, job_run_id=parsed.job_run_id).first()
-    if job_run is None:
-        return JobRun.objects.create(
-            job=job, job_run_id=parsed.job_run_id, first_received_at=at, last_received_at=at
-        )
-    JobRun.objects.filter(pk=job_run.pk).update(last_received_at=at)
-    return job_run
-
-
-def _failure_group(run: Run, parsed: ParsedRun, at: datetime) -> FailureGroup:
-    message = normalise_message(parsed.error_message)
-    key = {
-        "project": run.project,
-        "api_name": parsed.api_name,
-        "error_code": parsed.error_code,
-        "fingerprint": fingerprint(message),
+def _jobs(items: list[Incoming], projects: dict[str, Project]) -> dict[tuple[int, str], Job]:
+    wanted = {
+        (projects[i.parsed.project_id].pk, i.parsed.job_id): i.at for i in items if i.parsed.job_id
     }
-    group = FailureGroup.objects.filter(**key).first()
-    if group is None:
-        group = FailureGroup.objects.create(
-            **key,
-            message=message,
-            error_category=parsed.error_category,
-            first_seen=at,
-            last_seen=at,
+    if not wanted:
+        return {}
+    found = {
+        (j.project_id, j.job_id): j
+        for j in Job.objects.filter(
+            project_id__in={k[0] for k in wanted}, job_id__in={k[1] for k in wanted}
         )
-    return group
+    }
+    missing = [
+        Job(project_id=pk, job_id=job_id, first_received_at=at, last_received_at=at)
+        for (pk, job_id), at in wanted.items()
+        if (pk, job_id) not in found
+    ]
+    for job in Job.objects.bulk_create(missing):
+        found[(job.project_id, job.job_id)] = job
+    return {key: found[key] for key in wanted}
 
 
-def _count(run: Run, sign: int, at: datetime) -> None:
-    """Add (sign=+1) or remove (sign=-1) the run's contribution to every counter."""
-    failed = 1 if run.status == "failed" else 0
-    Project.objects.filter(pk=run.project_id).update(
-        run_count=F("run_count") + sign, failed_count=F("failed_count") + sign * failed
-    )
-    if run.job_id:
-        Job.objects.filter(pk=run.job_id).update(
-            run_count=F("run_count") + sign, failed_count=F("failed_count") + sign * failed
+def _job_runs(
+    items: list[Incoming], projects: dict[str, Project], jobs: dict[tuple[int, str], Job]
+) -> dict[tuple[int, str], JobRun]:
+    wanted: dict[tuple[int, str], datetime] = {}
+    for i in items:
+        job = jobs.get((projects[i.parsed.project_id].pk, i.parsed.job_id))
+        if job is not None and i.parsed.job_run_id:
+            wanted[(job.pk, i.parsed.job_run_id)] = i.at
+    if not wanted:
+        return {}
+    found = {
+        (jr.job_id, jr.job_run_id): jr
+        for jr in JobRun.objects.filter(
+            job_id__in={k[0] for k in wanted}, job_run_id__in={k[1] for k in wanted}
         )
-    if run.job_run_id:
-        column = run.status if run.status in ("completed", "failed") else "other"
-        JobRun.objects.filter(pk=run.job_run_id).update(
-            total=F("total") + sign, **{column: F(column) + sign}
+    }
+    missing = [
+        JobRun(job_id=pk, job_run_id=jr_id, first_received_at=at, last_received_at=at)
+        for (pk, jr_id), at in wanted.items()
+        if (pk, jr_id) not in found
+    ]
+    for job_run in JobRun.objects.bulk_create(missing):
+        found[(job_run.job_id, job_run.job_run_id)] = job_run
+    return {key: found[key] for key in wanted}
+
+
+def _assign_failure_groups(pairs: list[tuple[Run, Incoming]]) -> None:
+    """Point each failed run at the group of its cause (creating groups), and others at none."""
+    # A list, not a dict: runs not yet inserted have no primary key and cannot be hashed.
+    keys: list[tuple[Run, tuple[int, str, str, str, str]]] = []
+    for run, item in pairs:
+        run.failure_group = None
+        if item.parsed.is_failure:
+            message = normalise_message(item.parsed.error_message)
+            keys.append((run, (run.project.pk, run.api_name, run.error_code, fingerprint(message), message)))
+    if not keys:
+        return
+    found = {
+        (g.project_id, g.api_name, g.error_code, g.fingerprint): g
+        for g in FailureGroup.objects.filter(
+            project_id__in={k[0] for _, k in keys}, fingerprint__in={k[3] for _, k in keys}
         )
-    if run.failure_group_id:
-        changes = {"count": F("count") + sign}
-        if sign > 0:
-            changes.update(last_seen=at, sample_run=run)
-        FailureGroup.objects.filter(pk=run.failure_group_id).update(**changes)
-        day = {"group_id": run.failure_group_id, "day": run.first_received_at.date()}
-        if not FailureDay.objects.filter(**day).update(count=F("count") + sign) and sign > 0:
-            FailureDay.objects.create(**day, count=1)
-    hour = run.first_received_at.replace(minute=0, second=0, microsecond=0)
-    bucket = {"project_id": run.project_id, "hour": hour, "status": run.status}
-    if not RunTally.objects.filter(**bucket).update(count=F("count") + sign) and sign > 0:
-        RunTally.objects.create(**bucket, count=1)
+    }
+    at = max(item.at for _, item in pairs)
+    missing: dict[tuple, FailureGroup] = {}
+    for run, key in keys:
+        if key[:4] not in found and key[:4] not in missing:
+            missing[key[:4]] = FailureGroup(
+                project_id=key[0], api_name=key[1], error_code=key[2], fingerprint=key[3],
+                message=key[4], error_category=run.error_category, first_seen=at, last_seen=at,
+            )  # fmt: skip
+    for group in FailureGroup.objects.bulk_create(list(missing.values())):
+        found[(group.project_id, group.api_name, group.error_code, group.fingerprint)] = group
+    for run, key in keys:
+        run.failure_group = found[key[:4]]
+
+
+@dataclass
+class Tally:
+    """A batch's changes to every counter, added up so each counter row is written once.
+
+    `add` is the one place that knows what a run contributes to which counter; prune and reprocess
+    use it too (through `count_run`)."""
+
+    projects: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    jobs: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    job_runs: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
+    groups: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    group_samples: dict[int, Run] = field(default_factory=dict)
+    buckets: dict[tuple[int, datetime, str], int] = field(default_factory=lambda: defaultdict(int))
+    days: dict[tuple[int, date], int] = field(default_factory=lambda: defaultdict(int))
+    touched: dict[type, dict[int, datetime]] = field(default_factory=lambda: defaultdict(dict))
+
+    def touch(self, project: Project, job: Job | None, job_run: JobRun | None, at: datetime) -> None:
+        """A delivery arrived for these parents (their "last received" moves, even for repeats)."""
+        for row in (project, job, job_run):
+            if row is not None:
+                seen = self.touched[type(row)]
+                seen[row.pk] = max(seen.get(row.pk, at), at)
+
+    def add(self, run: Run, sign: int) -> None:
+        failed = 1 if run.status == "failed" else 0
+        self.projects[run.project_id][0] += sign
+        self.projects[run.project_id][1] += sign * failed
+        if run.job_id:
+            self.jobs[run.job_id][0] += sign
+            self.jobs[run.job_id][1] += sign * failed
+        if run.job_run_id:
+            column = {"completed": 1, "failed": 2}.get(run.status, 3)
+            self.job_runs[run.job_run_id][0] += sign
+            self.job_runs[run.job_run_id][column] += sign
+        hour = run.first_received_at.replace(minute=0, second=0, microsecond=0)
+        self.buckets[(run.project_id, hour, run.status)] += sign
+        if run.failure_group_id:
+            self.groups[run.failure_group_id] += sign
+            self.days[(run.failure_group_id, run.first_received_at.date())] += sign
+            if sign > 0:
+                self.group_samples[run.failure_group_id] = run
+
+    def write(self) -> None:
+        touched = self.touched
+        for pk in sorted(set(self.projects) | set(touched[Project])):
+            runs, failed = self.projects.get(pk, (0, 0))
+            _update(Project, pk, touched[Project].get(pk), run_count=runs, failed_count=failed)
+        for pk in sorted(set(self.jobs) | set(touched[Job])):
+            runs, failed = self.jobs.get(pk, (0, 0))
+            _update(Job, pk, touched[Job].get(pk), run_count=runs, failed_count=failed)
+        for pk in sorted(set(self.job_runs) | set(touched[JobRun])):
+            total, completed, failed, other = self.job_runs.get(pk, (0, 0, 0, 0))
+            _update(JobRun, pk, touched[JobRun].get(pk),
+                    total=total, completed=completed, failed=failed, other=other)  # fmt: skip
+        for pk in sorted(self.groups):
+            changes: dict[str, object] = {"count": F("count") + self.groups[pk]}
+            sample = self.group_samples.get(pk)
+            if sample is not None:
+                changes.update(sample_run=sample, last_seen=sample.last_received_at)
+            FailureGroup.objects.filter(pk=pk).update(**changes)
+        _upsert_counts(RunTally, [
+            ({"project_id": p, "hour": h, "status": s}, n) for (p, h, s), n in sorted(self.buckets.items())
+        ])  # fmt: skip
+        _upsert_counts(FailureDay, [
+            ({"group_id": g, "day": d}, n) for (g, d), n in sorted(self.days.items())
+        ])  # fmt: skip
+
+
+def _update(model, pk: int, last_received_at: datetime | None, **deltas: int) -> None:
+    changes: dict[str, object] = {name: F(name) + n for name, n in deltas.items() if n}
+    if last_received_at is not None:
+        changes["last_received_at"] = last_received_at
+    if changes:
+        model.objects.filter(pk=pk).update(**changes)
+
+
+def _upsert_counts(model, rows: list[tuple[dict, int]]) -> None:
+    new = []
+    for key, n in rows:
+        if n and not model.objects.filter(**key).update(count=F("count") + n) and n > 0:
+            new.append(model(**key, count=n))
+    model.objects.bulk_create(new)
+
+
+def count_run(run: Run, sign: int) -> None:
+    """Add (+1) or remove (-1) one stored run's contribution to every counter, now."""
+    tally = Tally()
+    tally.add(run, sign)
+    tally.write()

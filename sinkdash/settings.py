@@ -3,6 +3,7 @@
 The variables are listed in README.md ("Configuration"); nothing here needs editing to deploy.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -94,7 +95,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
         ),
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    # A file, not :memory:, so live-server tests share it across threads; one per process, so
+    # test runs side by side (or a test server beside `make run`) never touch each other's file.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Like SQLite's busy timeout: a delivery that waits this long for a lock gets a 503 and is
     # retried by the sender, rather than hanging the request.
@@ -138,6 +141,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 # Refused bodies are kept for inspection, bounded so a misconfigured sender cannot fill the disk.
 QUARANTINE_MAX_COUNT = env_int("SINKDASH_QUARANTINE_MAX_COUNT", 1000)
 QUARANTINE_MAX_BYTES = env_int("SINKDASH_QUARANTINE_MAX_MB", 200) * 1024 * 1024
+# The sink commits through one writer thread per process (runs.sink); tests that run inside a
+# transaction on their own connection turn this off.
+SINK_WRITER_THREAD = env_bool("SINKDASH_SINK_WRITER_THREAD", True)
 # Seconds a sender is told to wait when the database cannot take the delivery.
 RETRY_AFTER_SECONDS = env_int("SINKDASH_RETRY_AFTER", 10)
 

@@ -84,6 +84,22 @@ class Sink:
         return self.client.generic("POST", path, data, content_type=content_type, headers=headers)
 
 
+@pytest.fixture(autouse=True)
+def sink_writer(request, settings):
+    """The sink's writer thread has its own connection: right for tests whose data is committed
+    (transaction=True, live servers), wrong inside a test's transaction, where the batch runs on
+    the test's own thread instead."""
+    marker = request.node.get_closest_marker("django_db")
+    committed = marker is not None and marker.kwargs.get("transaction", False)
+    committed = committed or "live_server" in request.fixturenames
+    settings.SINK_WRITER_THREAD = committed
+    yield
+    if committed:
+        from runs.sink import close_writer_connection
+
+        close_writer_connection()
+
+
 @pytest.fixture
 def sink(client) -> Sink:
     return Sink(client)
