@@ -423,3 +423,8 @@ def rejected_for_view(rejected_id: int) -> RejectedDelivery | None:
 
 def latest_rejected_id() -> int:
     return RejectedDelivery.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def latest_runs_of_project(project: Project, limit: int = 10) -> list[Run]:
+    runs = Run.objects.filter(project=project).select_related("project", "job", "job_run")
+    return list(runs.order_by("-id")[:limit])

@@ -1,1 +1,51 @@
-// sinkdash behaviour (no inline scripts: the CSP forbids them)
+// sinkdash behaviour. No inline scripts (the CSP forbids them) and no htmx trigger filters (they
+// need eval, which the CSP forbids too), so the live parts of a page are driven from here.
+(function () {
+  "use strict";
+
+  // New deliveries show within 2 s: one tick a second, each poll one indexed lookup server side.
+  var TICK_MS = 1000;
+  var listPaused = false;
+
+  // Every element marked data-live polls on "sinkdash:tick" (see runs/views.py for why polling).
+  // Nothing is sent while the tab is hidden, nor for the paused run list.
+  function tick() {
+    if (document.visibilityState !== "visible") return;
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      if (listPaused && el.hasAttribute("data-pausable")) return;
+      el.dispatchEvent(new CustomEvent("sinkdash:tick"));
+    });
+  }
+  setInterval(tick, TICK_MS);
+  document.addEventListener("visibilitychange", tick);
+
+  function showPaused() {
+    document.querySelectorAll("[data-pause]").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(listPaused));
+      button.textContent = listPaused ? "Resume" : "Pause";
+    });
+    document.querySelectorAll("[data-live-state]").forEach(function (el) {
+      el.textContent = listPaused ? "Paused" : "Live";
+      el.parentElement.classList.toggle("paused", listPaused);
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-pause]");
+    if (!button) return;
+    listPaused = !listPaused;
+    showPaused();
+    if (!listPaused) tick();
+  });
+
+  // Filter forms send only the fields that are filled in, so a filtered view's URL stays short
+  // enough to read and bookmark.
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (event.detail.verb !== "get" || event.detail.elt.tagName !== "FORM") return;
+    var params = event.detail.parameters;
+    Object.keys(params).forEach(function (name) {
+      var values = params.getAll(name);
+      if (values.every(function (v) { return v === ""; })) delete params[name];
+    });
+  });
+})();

@@ -1,0 +1,107 @@
+"""Small presentation helpers for the dashboard templates. Everything here returns plain strings
+that the template then auto-escapes; nothing is marked safe."""
+
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+
+@register.filter
+def web_url(value: str) -> str:
+    """The URL when it is http(s), else "": a delivery can carry `javascript:` links, and escaping
+    does not make an href safe."""
+    try:
+        scheme = urlsplit(value or "").scheme.lower()
+    except ValueError:
+        return ""
+    return value if scheme in ("http", "https") else ""
+
+
+@register.filter
+def tone(status: str) -> str:
+    """The CSS class of a status badge; the badge always shows the status as text too."""
+    return {"completed": "ok", "failed": "bad"}.get(status, "other")
+
+
+@register.filter
+def percent(part: int | None, whole: int | None) -> int:
+    if not whole:
+        return 0
+    return round(100 * (part or 0) / whole)
+
+
+@register.filter
+def rate(job_run) -> str:
+    """A job run's success rate as text, or an en dash before its first run."""
+    value = job_run.success_rate
+    return "–" if value is None else f"{value:.0%}"
+
+
+@register.filter
+def duration(run) -> str:
+    if not run.started_at or not run.ended_at:
+        return ""
+    seconds = (run.ended_at - run.started_at).total_seconds()
+    if seconds < 0:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """Compact relative time ("just now", "4 min ago", "3 h ago", "2 d ago")."""
+    if moment is None:
+        return "never"
+    seconds = (timezone.now() - moment).total_seconds()
+    if seconds < 10:
+        return "just now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+@register.filter
+def bytes_size(size: int | None) -> str:
+    size = size or 0
+    for unit in ("B", "kB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+@register.inclusion_tag("runs/_time.html")
+def when(moment: datetime | None) -> dict:
+    """A <time> with the relative time as text and the absolute time on hover."""
+    return {"moment": moment}
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context, **changes) -> str:
+    """The current query string with some parameters replaced (None removes one)."""
+    query = context["request"].GET.copy()
+    for name, value in changes.items():
+        query.pop(name, None)
+        if value not in (None, ""):
+            query[name] = value
+    return query.urlencode()
+
+
+
+@register.filter
+def shares(counts):
+    """A job run's (or any object with completed/failed/other) bar widths in percent."""
+    from runs.charts import split
+
+    return split(counts.completed, counts.failed, counts.other)
