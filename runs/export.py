@@ -1,0 +1,200 @@
+"""Downloads: a filtered run list as CSV or JSONL, and a job run's scraped results as CSV rows.
+
+Everything streams: rows are read a page at a time by keyset on id (no OFFSET, no list of a million
+runs in memory) and each page is written out before the next is read. Under ASGI the response gets
+an asynchronous iterator that runs each page's query in Django's sync thread; a synchronous
+iterator there would be read whole into memory by Django before the first byte is sent.
+"""
+
+import csv
+import io
+import json
+import re
+from collections.abc import AsyncIterator, Iterable, Iterator
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+
+from runs.models import JobRun, Run
+from runs.queries import RunFilter, filter_runs
+
+PAGE_SIZE = 1000
+# A result whose objects bring ever new keys must not make a header of unbounded width.
+MAX_RESULT_COLUMNS = 500
+
+RUN_COLUMNS = [
+    "run_id", "status", "api_name", "project_id", "project_name", "job_id", "job_run_id",
+    "status_code", "error_code", "error_category", "error_message", "received_at", "parameters",
+]  # fmt: skip
+_RUN_VALUES = [
+    "id", "run_id", "status", "api_name", "project__project_id", "project__name", "job__job_id",
+    "job_run__job_run_id", "status_code", "error_code", "error_category", "error_message",
+    "first_received_at", "parameters_json",
+]  # fmt: skip
+_JSONL_VALUES = _RUN_VALUES + [
+    "error_doc_url", "last_received_at", "started_at", "ended_at", "auth_session_id", "trace_url",
+    "log_url", "delivery_count", "result_json", "extra_json",
+]  # fmt: skip
+
+# Spreadsheets run a cell that starts with one of these as a formula (scraped text can be hostile).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    """A cell a spreadsheet will show as text: formula-like strings get a leading quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _pages(runs, fields: list[str], *, newest_first: bool = True) -> Iterator[list[dict]]:
+    """The queryset's rows, PAGE_SIZE at a time, by keyset on id."""
+    order = "-id" if newest_first else "id"
+    runs = runs.order_by(order)
+    last = None
+    while True:
+        page = runs
+        if last is not None:
+            page = page.filter(id__lt=last) if newest_first else page.filter(id__gt=last)
+        rows = list(page.values(*fields)[:PAGE_SIZE])
+        if not rows:
+            return
+        yield rows
+        last = rows[-1]["id"]
+
+
+def _csv_chunk(rows: Iterable[list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in rows:
+        writer.writerow([neutralise(cell) for cell in row])
+    return out.getvalue()
+
+
+def _moment(value) -> str:
+    return value.isoformat() if value is not None else ""
+
+
+def runs_csv(f: RunFilter) -> Iterator[str]:
+    yield _csv_chunk([RUN_COLUMNS])
+    for rows in _pages(filter_runs(f), _RUN_VALUES):
+        yield _csv_chunk(
+            [
+                r["run_id"], r["status"], r["api_name"], r["project__project_id"], r["project__name"],
+                r["job__job_id"] or "", r["job_run__job_run_id"] or "", r["status_code"],
+                r["error_code"], r["error_category"], r["error_message"],
+                _moment(r["first_received_at"]), r["parameters_json"],
+            ]  # fmt: skip
+            for r in rows
+        )
+
+
+def runs_jsonl(f: RunFilter) -> Iterator[str]:
+    for rows in _pages(filter_runs(f), _JSONL_VALUES):
+        yield "".join(_jsonl_line(r) for r in rows)
+
+
+def _jsonl_line(r: dict) -> str:
+    meta = {
+        "run_id": r["run_id"],
+        "status": r["status"],
+        "api_name": r["api_name"],
+        "project_id": r["project__project_id"],
+        "project_name": r["project__name"],
+        "job_id": r["job__job_id"],
+        "job_run_id": r["job_run__job_run_id"],
+        "status_code": r["status_code"],
+        "error_code": r["error_code"],
+        "error_category": r["error_category"],
+        "error_message": r["error_message"],
+        "error_doc_url": r["error_doc_url"],
+        "received_at": _moment(r["first_received_at"]),
+        "last_received_at": _moment(r["last_received_at"]),
+        "started_at": _moment(r["started_at"]) or None,
+        "ended_at": _moment(r["ended_at"]) or None,
+        "auth_session_id": r["auth_session_id"],
+        "trace_url": r["trace_url"],
+        "log_url": r["log_url"],
+        "delivery_count": r["delivery_count"],
+    }
+    # The JSON columns hold JSON text already (one line, see payload.dump_json): splicing it in
+    # keeps every value exactly as stored (big integers included) and skips a parse per run.
+    head = json.dumps(meta, ensure_ascii=False)[:-1]
+    return (
+        f'{head}, "parameters": {r["parameters_json"]}, "result": {r["result_json"]}, '
+        f'"extra": {r["extra_json"]}}}\n'
+    )
+
+
+def _result_objects(result_json: str) -> list[dict]:
+    value = json.loads(result_json)
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, dict)]
+    return []
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if value is None or isinstance(value, bool):
+        return "" if value is None else json.dumps(value)
+    return value
+
+
+def job_run_results_csv(job_runs: list[int]) -> Iterator[str]:
+    """One row per object in the runs' results (a list of objects, or one object), oldest run
+    first. The columns are run_id and the union of the objects' keys, so the rows are read twice:
+    once for the keys, once to write them, both up to the newest run seen by the first pass."""
+    runs = Run.objects.filter(job_run_id__in=job_runs)
+    keys: dict[str, None] = {}
+    newest = None
+    for rows in _pages(runs, ["id", "result_json"], newest_first=False):
+        for r in rows:
+            for obj in _result_objects(r["result_json"]):
+                for key in obj:
+                    if len(keys) < MAX_RESULT_COLUMNS:
+                        keys.setdefault(key, None)
+        newest = rows[-1]["id"]
+    columns = list(keys)
+    header = ["run_id"] + [key if key != "run_id" else "result.run_id" for key in columns]
+    yield _csv_chunk([header])
+    if newest is None:
+        return
+    for rows in _pages(runs.filter(id__lte=newest), ["id", "run_id", "result_json"], newest_first=False):
+        yield _csv_chunk(
+            [r["run_id"]] + [_cell(obj.get(key)) for key in columns]
+            for r in rows
+            for obj in _result_objects(r["result_json"])
+        )
+
+
+def job_runs_named(job_run_id: str) -> list[int]:
+    """Intuned's job run id is unique per job; a bare id may name job runs of several jobs."""
+    return list(JobRun.objects.filter(job_run_id=job_run_id).values_list("id", flat=True)[:1000])
+
+
+async def _in_sync_thread(chunks: Iterator[str]) -> AsyncIterator[str]:
+    end = object()
+    while (chunk := await sync_to_async(next)(chunks, end)) is not end:
+        yield chunk
+
+
+def download(request: HttpRequest, chunks: Iterator[str], filename: str, content_type: str):
+    """A streaming attachment; asynchronous under ASGI (see the module docstring)."""
+    body = _in_sync_thread(chunks) if isinstance(request, ASGIRequest) else chunks
+    response = StreamingHttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def safe_filename(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80] or "export"
+
+
+def stamp() -> str:
+    return timezone.now().strftime("%Y%m%dT%H%M%SZ")
