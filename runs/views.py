@@ -77,8 +77,8 @@ def _live(request: HttpRequest) -> bool:
 
 
 def _bad_filter(request: HttpRequest, template: str, error: queries.BadFilter, context=None):
-    context = {"error": str(error), "bad_filter": True, **(context or {})}
-    return _page(request, template, context, status=400)
+    context = {"error": str(error), **(context or {})}
+    return _page(request, template, context, "results", status=400)
 
 
 def favicon(request: HttpRequest) -> HttpResponse:
