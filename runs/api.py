@@ -134,7 +134,7 @@ class RunQuery(Schema):
     cursor: str = ""
 
 
-@api.get("/runs", response=RunPage, summary="Runs, newest first, filtered")
+@api.get("/runs", response={200: RunPage, 422: Error}, summary="Runs, newest first, filtered")
 def list_runs(request: HttpRequest, filters: Query[RunQuery]):
     page = queries.run_page(queries.RunFilter.from_query(filters.dict()))
     return {"items": [RunItem.of(run) for run in page.items], "next_cursor": page.next_cursor}
