@@ -235,10 +235,17 @@ def request(method: str, port: int, path: str, body: bytes | None = None, header
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        # Header names are case-insensitive; an ASGI app sends them lower-case.
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
         if own:
             conn.close()
+
+
+def assert_no_server_errors(log: str) -> None:
+    """Nothing escaped as a 500: neither Django's nor uvicorn's unhandled-exception report."""
+    for marker in ("Internal Server Error", "Exception in ASGI application"):
+        assert marker not in log, log[-3000:]
 
 
 def sink_headers(token: str = SINK_TOKEN) -> dict[str, str]:

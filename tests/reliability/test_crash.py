@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests.reliability.conftest import delivery_counts, load_plan, recount, record, send_all
+from tests.reliability.conftest import assert_no_server_errors, delivery_counts, load_plan, recount, record, send_all
 
 DISTINCT = 1500
 
@@ -58,6 +58,7 @@ def test_kill_9_mid_delivery_loses_nothing_that_was_acknowledged(site):
     retried = send_all([server.port], unacked, senders=16)
     assert {s.status for s in retried} <= {200, 201}
     final = recount(site.db)
+    assert_no_server_errors(site.logs())
     assert final["runs"] == DISTINCT
     assert set(delivery_counts(site.db)) == {run_id for run_id, _ in plan}
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests.reliability.conftest import ON_POSTGRES, delivery_counts, load_plan, percentile, recount, record, send_all
+from tests.reliability.conftest import ON_POSTGRES, assert_no_server_errors, delivery_counts, load_plan, percentile, recount, record, send_all
 
 DISTINCT = 5000
 SENDERS = 32
@@ -29,6 +29,7 @@ def test_concurrent_senders_lose_nothing_and_keep_every_counter_exact(site):
     assert set(statuses) == {200, 201}, statuses
     assert statuses[201] == DISTINCT, "each run is created exactly once, its repeats answered 200"
     assert "database is locked" not in site.logs()
+    assert_no_server_errors(site.logs())
     assert not any(b"database is locked" in s.body for s in sent)
 
     times_sent = Counter(run_id for run_id, _ in plan)
