@@ -207,6 +207,50 @@ def store_many(items: list[Incoming]) -> list[Outcome]:
     return outcomes  # type: ignore[return-value]
 
 
+class NewRun:
+    """A run about to be inserted: just what the counters and failure groups need, so a batch
+    of new runs is written as plain rows instead of model instances (the importer's hot path)."""
+
+    __slots__ = (
+        "parsed", "sha256", "run_id", "project_id", "job_id", "job_run_id", "status", "api_name",
+        "error_code", "error_category", "first_received_at", "last_received_at", "failure_group_id",
+        "pk", "delivery_count",
+    )  # fmt: skip
+
+    def __init__(self, item: Incoming, project: Project, job: Job | None, job_run: JobRun | None):
+        p = item.parsed
+        self.parsed, self.sha256, self.run_id = p, item.sha256, p.run_id
+        self.project_id, self.job_id = project.pk, job.pk if job else None
+        self.job_run_id = job_run.pk if job_run else None
+        self.status, self.api_name = p.status, p.api_name
+        self.error_code, self.error_category = p.error_code, p.error_category
+        self.first_received_at = self.last_received_at = item.at
+        self.failure_group_id = None
+        self.pk = None
+        self.delivery_count = 0
+
+    def row(self) -> tuple:
+        p = self.parsed
+        return (
+            p.run_id, self.project_id, self.job_id, self.job_run_id, p.api_name, p.status,
+            p.status_code, p.error_code, p.error_message, p.error_category, p.error_doc_url,
+            p.parameters_json, p.result_json, p.extra_json, p.auth_session_id,
+            _moment(p.started_at), _moment(p.ended_at), p.trace_url, p.log_url,
+            self.failure_group_id, self.sha256, self.delivery_count,
+            _moment(self.first_received_at), _moment(self.last_received_at),
+        )  # fmt: skip
+
+
+_RUN_COLUMNS = (
+    "run_id", "project_id", "job_id", "job_run_id", "api_name", "status", "status_code",
+    "error_code", "error_message", "error_category", "error_doc_url", "parameters_json",
+    "result_json", "extra_json", "auth_session_id", "started_at", "ended_at", "trace_url",
+    "log_url", "failure_group_id", "content_sha256", "delivery_count", "first_received_at",
+    "last_received_at",
+)  # fmt: skip
+_DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_json", "source", "outcome")
+
+
 def _store_round(items: list[Incoming]) -> list[Outcome]:
     """Store bodies of distinct runs: a fixed number of queries whatever the batch size."""
     projects = _projects(items)
@@ -226,8 +270,8 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
 
     tally = Tally()
     kinds: list[str] = []
-    runs: list[Run] = []
-    applied: list[Run] = []
+    runs: list[Run | NewRun] = []
+    applied: list[tuple[Run | NewRun, Incoming]] = []
     for item in items:
         p = item.parsed
         project = projects[p.project_id]
@@ -236,7 +280,7 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
         tally.touch(project, job, job_run, item.at)
         run = existing.get(p.run_id)
         if run is None:
-            run = Run(run_id=p.run_id, first_received_at=item.at, delivery_count=0)
+            run = NewRun(item, project, job, job_run)
             kind = "created"
         elif (run.pk, item.sha256) in received:
             kind = "duplicate"
@@ -244,17 +288,19 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
             kind = "stale"
         else:
             tally.add(run, -1)
+            _apply(run, p, project, job, job_run, item.sha256)
             kind = "updated"
         if kind in ("created", "updated"):
-            _apply(run, p, project, job, job_run, item.sha256)
-            applied.append(run)
+            applied.append((run, item))
         run.delivery_count += 1
         run.last_received_at = item.at
         kinds.append(kind)
         runs.append(run)
 
-    _assign_failure_groups([(run, item) for run, item, kind in zip(runs, items, kinds) if kind in ("created", "updated")])
-    Run.objects.bulk_create([run for run, kind in zip(runs, kinds) if kind == "created"])
+    _assign_failure_groups(applied)
+    new = [run for run in runs if isinstance(run, NewRun)]
+    for run, pk in zip(new, _insert(Run, _RUN_COLUMNS, [run.row() for run in new]), strict=True):
+        run.pk = pk
     for run, kind in zip(runs, kinds):
         if kind == "updated":
             run.save()
@@ -263,19 +309,17 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
         Run.objects.filter(pk__in=repeats).update(
             delivery_count=F("delivery_count") + 1, last_received_at=max(i.at for i in items)
         )
-    for run in applied:
+    for run, _ in applied:
         tally.add(run, +1)
     tally.write()
-    deliveries = Delivery.objects.bulk_create(
-        Delivery(
-            run=run, received_at=item.at, raw=item.raw, sha256=item.sha256, size=len(item.raw),
-            headers_json=item.headers_json, source=item.source, outcome=kind,
-        )  # fmt: skip
+    delivery_ids = _insert(Delivery, _DELIVERY_COLUMNS, [
+        (run.pk, _moment(item.at), item.raw, item.sha256, len(item.raw), item.headers_json,
+         item.source, kind)
         for run, item, kind in zip(runs, items, kinds)
-    )
+    ])  # fmt: skip
     return [
-        Outcome(kind, run_id=run.run_id, delivery_id=d.pk, http_status=201 if kind == "created" else 200)
-        for run, kind, d in zip(runs, kinds, deliveries)
+        Outcome(kind, run_id=run.run_id, delivery_id=pk, http_status=201 if kind == "created" else 200)
+        for run, kind, pk in zip(runs, kinds, delivery_ids, strict=True)
     ]
 
 
@@ -378,15 +422,15 @@ def _job_runs(
     return {key: found[key] for key in wanted}
 
 
-def _assign_failure_groups(pairs: list[tuple[Run, Incoming]]) -> None:
+def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]]) -> None:
     """Point each failed run at the group of its cause (creating groups), and others at none."""
     # A list, not a dict: runs not yet inserted have no primary key and cannot be hashed.
-    keys: list[tuple[Run, tuple[int, str, str, str, str]]] = []
+    keys: list[tuple[Run | NewRun, tuple[int, str, str, str, str]]] = []
     for run, item in pairs:
-        run.failure_group = None
+        _set_group(run, None)
         if item.parsed.is_failure:
             message = normalise_message(item.parsed.error_message)
-            keys.append((run, (run.project.pk, run.api_name, run.error_code, fingerprint(message), message)))
+            keys.append((run, (run.project_id, run.api_name, run.error_code, fingerprint(message), message)))
     if not keys:
         return
     found = {
@@ -406,7 +450,14 @@ def _assign_failure_groups(pairs: list[tuple[Run, Incoming]]) -> None:
     for group in FailureGroup.objects.bulk_create(list(missing.values())):
         found[(group.project_id, group.api_name, group.error_code, group.fingerprint)] = group
     for run, key in keys:
-        run.failure_group = found[key[:4]]
+        _set_group(run, found[key[:4]])
+
+
+def _set_group(run: "Run | NewRun", group: FailureGroup | None) -> None:
+    if isinstance(run, Run):
+        run.failure_group = group  # keeps the model's cached relation in step
+    else:
+        run.failure_group_id = group.pk if group else None
 
 
 @dataclass
@@ -420,7 +471,7 @@ class Tally:
     jobs: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     job_runs: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
     groups: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    group_samples: dict[int, Run] = field(default_factory=dict)
+    group_samples: dict[int, "Run | NewRun"] = field(default_factory=dict)
     buckets: dict[tuple[int, datetime, str], int] = field(default_factory=lambda: defaultdict(int))
     days: dict[tuple[int, date], int] = field(default_factory=lambda: defaultdict(int))
     touched: dict[type, dict[int, datetime]] = field(default_factory=lambda: defaultdict(dict))
@@ -467,7 +518,7 @@ class Tally:
             changes: dict[str, object] = {"count": F("count") + self.groups[pk]}
             sample = self.group_samples.get(pk)
             if sample is not None:
-                changes.update(sample_run=sample, last_seen=sample.last_received_at)
+                changes.update(sample_run_id=sample.pk, last_seen=sample.last_received_at)
             FailureGroup.objects.filter(pk=pk).update(**changes)
         _upsert_counts(RunTally, [
             ({"project_id": p, "hour": h, "status": s}, n) for (p, h, s), n in sorted(self.buckets.items())
@@ -510,8 +561,8 @@ def _marks(values) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def _moment(value: datetime):
-    return connection.ops.adapt_datetimefield_value(value)
+def _moment(value: datetime | None):
+    return None if value is None else connection.ops.adapt_datetimefield_value(value)
 
 
 def _rows(sql: str, params: list) -> list[tuple]:
@@ -524,6 +575,21 @@ def _execute(sql: str, params: list) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def _insert(model, columns: tuple[str, ...], rows: list[tuple]) -> list[int]:
+    """Insert rows and return their ids in order (RETURNING, as Django's bulk_create relies on)."""
+    ids: list[int] = []
+    per_statement = max(1, min(500, 30000 // len(columns)))  # SQLite allows 32766 parameters
+    one = f"({_marks(columns)})"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        sql = (
+            f"INSERT INTO {_table(model)} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}"
+            " RETURNING id"
+        )
+        ids.extend(pk for (pk,) in _rows(sql, [value for row in chunk for value in row]))
+    return ids
 
 
 def _rows_in(model, parent: str, key: str, wanted) -> list[tuple]:
