@@ -170,6 +170,9 @@ SECURE_SSL_REDIRECT = env_bool("SINKDASH_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SINKDASH_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = False
+# Preloading is for a domain one owns for good; sinkdash usually sits on a tunnel's host name,
+# which must never be submitted to the browsers' preload list. So `check --deploy` need not ask.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 if env_bool("SINKDASH_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
