@@ -503,52 +503,79 @@ class Tally:
                 self.group_samples[run.failure_group_id] = run
 
     def write(self) -> None:
+        """One executemany per counter table, rows in primary-key order."""
         touched = self.touched
-        for pk in sorted(set(self.projects) | set(touched[Project])):
-            runs, failed = self.projects.get(pk, (0, 0))
-            _update(Project, pk, touched[Project].get(pk), run_count=runs, failed_count=failed)
-        for pk in sorted(set(self.jobs) | set(touched[Job])):
-            runs, failed = self.jobs.get(pk, (0, 0))
-            _update(Job, pk, touched[Job].get(pk), run_count=runs, failed_count=failed)
-        for pk in sorted(set(self.job_runs) | set(touched[JobRun])):
-            total, completed, failed, other = self.job_runs.get(pk, (0, 0, 0, 0))
-            _update(JobRun, pk, touched[JobRun].get(pk),
-                    total=total, completed=completed, failed=failed, other=other)  # fmt: skip
-        for pk in sorted(self.groups):
-            changes: dict[str, object] = {"count": F("count") + self.groups[pk]}
-            sample = self.group_samples.get(pk)
-            if sample is not None:
-                changes.update(sample_run_id=sample.pk, last_seen=sample.last_received_at)
-            FailureGroup.objects.filter(pk=pk).update(**changes)
-        _upsert_counts(RunTally, [
-            ({"project_id": p, "hour": h, "status": s}, n) for (p, h, s), n in sorted(self.buckets.items())
-        ])  # fmt: skip
-        _upsert_counts(FailureDay, [
-            ({"group_id": g, "day": d}, n) for (g, d), n in sorted(self.days.items())
-        ])  # fmt: skip
+        _add_to_rows(Project, ("run_count", "failed_count"), self.projects, touched[Project])
+        _add_to_rows(Job, ("run_count", "failed_count"), self.jobs, touched[Job])
+        _add_to_rows(JobRun, ("total", "completed", "failed", "other"), self.job_runs, touched[JobRun])
+        if self.groups:
+            rows = []
+            for pk in sorted(self.groups):
+                sample = self.group_samples.get(pk)
+                rows.append((
+                    self.groups[pk], sample.pk if sample else None,
+                    _moment(sample.last_received_at) if sample else None, pk,
+                ))  # fmt: skip
+            _execute_many(
+                f"UPDATE {_table(FailureGroup)} SET count = count + %s,"
+                " sample_run_id = COALESCE(%s, sample_run_id), last_seen = COALESCE(%s, last_seen)"
+                " WHERE id = %s",
+                rows,
+            )
+        _add_counts(RunTally, ("project_id", "hour", "status"), self.buckets)
+        _add_counts(FailureDay, ("group_id", "day"), self.days)
 
 
-def _update(model, pk: int, last_received_at: datetime | None, **deltas: int) -> None:
-    sets = [f"{name} = {name} + %s" for name, n in deltas.items() if n]
-    params: list[object] = [n for n in deltas.values() if n]
-    if last_received_at is not None:
-        sets.append("last_received_at = %s")
-        params.append(_moment(last_received_at))
-    if sets:
-        _execute(f"UPDATE {_table(model)} SET {', '.join(sets)} WHERE id = %s", [*params, pk])
+def _add_to_rows(model, columns: tuple[str, ...], deltas: dict, touched: dict[int, datetime]) -> None:
+    """Add per-row deltas to counter columns, and move last_received_at where a delivery came."""
+    pks = sorted(set(deltas) | set(touched))
+    if not pks:
+        return
+    zero = (0,) * len(columns)
+    sets = ", ".join(f"{column} = {column} + %s" for column in columns)
+    _execute_many(
+        f"UPDATE {_table(model)} SET {sets}, last_received_at = COALESCE(%s, last_received_at)"
+        " WHERE id = %s",
+        [(*deltas.get(pk, zero), _moment(touched.get(pk)), pk) for pk in pks],
+    )
 
 
-def _upsert_counts(model, rows: list[tuple[dict, int]]) -> None:
-    new = []
-    for key, n in rows:
-        if not n:
-            continue
-        where = " AND ".join(f"{column} = %s" for column in key)
-        values = [_moment(v) if isinstance(v, datetime) else v for v in key.values()]
-        updated = _execute(f"UPDATE {_table(model)} SET count = count + %s WHERE {where}", [n, *values])
-        if not updated and n > 0:
-            new.append(model(**key, count=n))
-    model.objects.bulk_create(new)
+def _add_counts(model, key_columns: tuple[str, ...], counts: dict[tuple, int]) -> None:
+    """Add to count rows keyed by key_columns, creating the rows that do not exist yet."""
+    counts = {key: n for key, n in counts.items() if n}
+    if not counts:
+        return
+    # Keys as the database stores them, so they compare equal to the rows read back.
+    db_keys = {tuple(_db_value(v) for v in key): key for key in counts}
+    first = key_columns[0]
+    firsts = list({key[0] for key in db_keys})
+    # The existing rows, found through the unique index that starts with the first key column.
+    found = {
+        tuple(_db_value(v) for v in row[1:]): row[0]
+        for row in _rows(
+            f"SELECT id, {', '.join(key_columns)} FROM {_table(model)} WHERE {first} IN ({_marks(firsts)})",
+            firsts,
+        )
+    }
+    updates, inserts = [], []
+    for db_key, key in sorted(db_keys.items()):
+        pk = found.get(db_key)
+        if pk is not None:
+            updates.append((counts[key], pk))
+        elif counts[key] > 0:
+            inserts.append((*db_key, counts[key]))
+    if updates:
+        _execute_many(f"UPDATE {_table(model)} SET count = count + %s WHERE id = %s", updates)
+    if inserts:
+        _insert(model, (*key_columns, "count"), inserts)
+
+
+def _db_value(value):
+    if isinstance(value, datetime):
+        return _moment(value)
+    if isinstance(value, date):
+        return connection.ops.adapt_datefield_value(value)
+    return value
 
 
 # Raw SQL where the ORM's per-query cost dominates the webhook's hot path: the statements are
@@ -561,14 +588,31 @@ def _marks(values) -> str:
     return ", ".join(["%s"] * len(values))
 
 
+_moments: dict[datetime, object] = {}
+
+
 def _moment(value: datetime | None):
-    return None if value is None else connection.ops.adapt_datetimefield_value(value)
+    """A datetime as the database takes it. Batches repeat the same few moments (the arrival
+    time) thousands of times, so adapted values are remembered for a while."""
+    if value is None:
+        return None
+    adapted = _moments.get(value)
+    if adapted is None:
+        if len(_moments) > 10_000:
+            _moments.clear()
+        adapted = _moments[value] = connection.ops.adapt_datetimefield_value(value)
+    return adapted
 
 
 def _rows(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _execute_many(sql: str, rows: list[tuple]) -> None:
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _execute(sql: str, params: list) -> int:
