@@ -5,7 +5,7 @@ thread_id = 0  -- a global: setup() sets it per wrk thread
 local threads = {}
 local prefix = os.getenv("PREFIX") or "r"
 local token = os.getenv("TOKEN") or "t"
-local padding = string.rep("x", 1500)
+local padding = string.rep("x", 1800)  -- bodies of about 2 KB
 
 function setup(thread)
   thread:set("thread_id", #threads)
@@ -26,13 +26,19 @@ function request()
   return wrk.format("POST", "/api/sink", {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
 end
 
-local statuses = {}
+-- Counting responses per status: each wrk thread counts its own, done() adds them up.
+ok, server_errors = 0, 0
 function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
+  if status >= 200 and status < 300 then ok = ok + 1 elseif status >= 500 then server_errors = server_errors + 1 end
 end
 
 function done(summary, latency, requests)
-  io.write(string.format("RESULT rps=%.1f p50_ms=%.2f p99_ms=%.2f requests=%d errors_status=%d errors_connect=%d errors_timeout=%d\n",
+  local total_ok, total_5xx = 0, 0
+  for _, thread in ipairs(threads) do
+    total_ok = total_ok + thread:get("ok")
+    total_5xx = total_5xx + thread:get("server_errors")
+  end
+  io.write(string.format("RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f requests=%d ok=%d server_errors=%d errors_status=%d errors_connect=%d errors_timeout=%d\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.requests, summary.errors.status, summary.errors.connect, summary.errors.timeout))
+    summary.requests, total_ok, total_5xx, summary.errors.status, summary.errors.connect, summary.errors.timeout))
 end

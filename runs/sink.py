@@ -22,6 +22,7 @@ its own connection, the batch runs on the caller's thread instead (SINK_WRITER_T
 """
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -191,8 +192,10 @@ def _header_name(raw: bytes) -> str:
     return "-".join(part.capitalize() for part in raw.decode("latin-1").split("-"))
 
 
+@functools.cache
 def _security_headers() -> list[tuple[bytes, bytes]]:
-    # What Django's SecurityMiddleware, XFrameOptionsMiddleware and CSP middleware add to pages.
+    # What Django's SecurityMiddleware, XFrameOptionsMiddleware and CSP middleware add to pages;
+    # built once, since settings do not change while serving.
     return [
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", settings.SECURE_REFERRER_POLICY.encode()),
