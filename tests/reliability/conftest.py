@@ -194,7 +194,8 @@ class Server:
         self.process = subprocess.Popen(
             [PYTHON, "-m", "uvicorn", "sinkdash.asgi:application", "--host", "127.0.0.1",
              "--port", str(self.port), "--lifespan", "off", "--no-access-log", "--log-level", "info"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn,
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec_fn, start_new_session=True,  # no signal meant for the test runner
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + timeout
@@ -204,6 +205,11 @@ class Server:
             try:
                 status, _, _ = request("GET", self.port, "/healthz", timeout=2)
                 if status == 200:
+                    # Another suite running at once may have taken the port first: then the 200
+                    # came from its server, and this one has exited.
+                    time.sleep(0.2)
+                    if self.process.poll() is not None:
+                        raise AssertionError(f"server exited ({self.process.returncode}):\n{self.log_text()}")
                     return self
             except OSError:
                 pass
