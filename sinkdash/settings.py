@@ -144,6 +144,9 @@ QUARANTINE_MAX_BYTES = env_int("SINKDASH_QUARANTINE_MAX_MB", 200) * 1024 * 1024
 # The sink commits through one writer thread per process (runs.sink); tests that run inside a
 # transaction on their own connection turn this off.
 SINK_WRITER_THREAD = env_bool("SINKDASH_SINK_WRITER_THREAD", True)
+# Runs last received longer ago than this many days are pruned every hour by `make run`
+# (manage.py serve); unset keeps everything. `manage.py prune` uses it as its default age.
+RETENTION_DAYS = env_int("SINKDASH_RETENTION_DAYS", 0)
 # Seconds a sender is told to wait when the database cannot take the delivery.
 RETRY_AFTER_SECONDS = env_int("SINKDASH_RETRY_AFTER", 10)
 

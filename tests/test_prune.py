@@ -84,8 +84,8 @@ def test_dry_run_reports_and_changes_nothing(history):
     assert (Run.objects.count(), Delivery.objects.count()) == (runs_before, deliveries_before)
 
 
-def test_the_age_can_come_from_the_environment(history, monkeypatch):
-    monkeypatch.setenv("SINKDASH_RETENTION_DAYS", "44")
+def test_the_age_can_come_from_the_environment(history, settings):
+    settings.RETENTION_DAYS = 44  # $SINKDASH_RETENTION_DAYS
     prune()
     assert {"old-ok-4", "old-ok-5", "old-fail-a1", "old-fail-b"}.isdisjoint(run_ids())
     assert {"old-ok-0", "old-ok-3", "old-fail-a2"} <= run_ids()
@@ -102,8 +102,27 @@ def test_vacuum_gives_the_space_back(history, settings):
 
 
 @pytest.mark.parametrize("args", [[], ["--older-than", "soon"], ["--older-than", "0d"]])
-def test_a_missing_or_bad_age_is_a_usage_error(args, monkeypatch):
-    monkeypatch.delenv("SINKDASH_RETENTION_DAYS", raising=False)
+def test_a_missing_or_bad_age_is_a_usage_error(args, settings):
+    settings.RETENTION_DAYS = 0
     with pytest.raises(CommandError) as usage:
         prune(*args)
     assert usage.value.returncode == 2
+
+
+@pytest.mark.django_db(transaction=True)  # the loop closes its connection between rounds
+def test_retention_days_are_applied_by_the_server_in_the_background(history, monkeypatch):
+    from runs.management.commands import serve
+
+    rounds = []
+
+    def stop_after_one_round(seconds):
+        rounds.append(seconds)
+        raise SystemExit  # ends the endless loop after its first pass
+
+    monkeypatch.setattr(serve.time, "sleep", stop_after_one_round)
+    with pytest.raises(SystemExit):
+        serve.prune_forever(44)
+    assert rounds == [serve.PRUNE_EVERY_SECONDS]
+    assert {"old-ok-4", "old-ok-5", "old-fail-a1", "old-fail-b"}.isdisjoint(run_ids())
+    assert {"old-ok-0", "old-ok-3", "old-fail-a2"} <= run_ids()
+    assert counter_mismatches() == []

@@ -4,9 +4,9 @@ Run it from cron (or a systemd timer) to apply $SINKDASH_RETENTION_DAYS every ni
     15 3 * * *  cd /srv/sinkdash && .venv/bin/python manage.py prune --quiet-if-nothing
 """
 
-import os
 from contextlib import nullcontext
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -40,7 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args, older_than, keep_failed, dry_run, vacuum, batch_size, quiet_if_nothing, **options):
         age_text = older_than
         if age_text is None:
-            days = os.environ.get("SINKDASH_RETENTION_DAYS", "").strip()
+            days = settings.RETENTION_DAYS
             if not days:
                 raise CommandError("give --older-than AGE or set $SINKDASH_RETENTION_DAYS", returncode=2)
             age_text = f"{days}d"

@@ -1,12 +1,38 @@
 """`make run` ends here: print where everything is, then serve the ASGI app with uvicorn."""
 
+import logging
 import os
+import threading
+import time
+from datetime import timedelta
 
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from runs.retention import prune
 from runs.signin import new_first_sign_in_path
+
+log = logging.getLogger("runs.retention")
+PRUNE_EVERY_SECONDS = 3600
+
+
+def prune_forever(days: int) -> None:
+    """$SINKDASH_RETENTION_DAYS applied automatically: prune once an hour in the background, in
+    the small batches that keep the sink answering. Runs in the serving process, beside uvicorn."""
+    while True:
+        try:
+            report = prune(timezone.now() - timedelta(days=days))
+            if report.runs:
+                log.info("retention (%d days): %s", days, report.line())
+        except DatabaseError:
+            log.warning("retention: database unavailable, trying again in an hour", exc_info=True)
+        finally:
+            close_old_connections()
+        time.sleep(PRUNE_EVERY_SECONDS)
 
 
 class Command(BaseCommand):
@@ -41,6 +67,11 @@ class Command(BaseCommand):
             lines.append("                      (one-time link: it creates the first account)")
         else:
             lines.append(f"  Sign in             {base}/accounts/login/ with your account")
+        if settings.RETENTION_DAYS:
+            lines.append(f"  Retention           runs older than {settings.RETENTION_DAYS} days are pruned hourly")
+            threading.Thread(
+                target=prune_forever, args=(settings.RETENTION_DAYS,), daemon=True, name="retention"
+            ).start()
         lines.append("")
         self.stdout.write("\n".join(lines))
         uvicorn.run(
