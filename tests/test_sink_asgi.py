@@ -1,0 +1,148 @@
+"""The lean ASGI endpoint that serves POST /api/sink in production (sinkdash.asgi) behaves like the
+Ninja route the other tests reach through Django's test client: same answers, same storage, same
+security headers, plus a size check before the body is read."""
+
+import asyncio
+import json
+
+import pytest
+from django.conf import settings
+
+from runs.models import Delivery, RejectedDelivery, Run
+from sinkdash.asgi import application
+from tests.conftest import documented_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def call(body: bytes, **kwargs) -> tuple[int, dict[str, str], bytes]:
+    return asyncio.run(asyncio.wait_for(acall(body, **kwargs), 30))
+
+
+async def acall(body: bytes, *, headers: dict[str, str] | None = None, path: str = "/api/sink",
+                chunks: int = 1, method: str = "POST") -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """One request straight into the ASGI application, as uvicorn would make it."""
+    headers = {"host": "127.0.0.1:8000", "content-type": "application/json",
+               "authorization": f"Bearer {settings.SINK_TOKEN}", **(headers or {})}  # fmt: skip
+    headers = {k: v for k, v in headers.items() if v is not None}
+    size = max(1, -(-len(body) // chunks))
+    parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    messages = [
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
+    ]
+    sent: list[dict] = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # the client stays connected until the answer
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }  # fmt: skip
+    await application(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    response_headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    body_out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], response_headers, body_out
+
+
+def test_new_run_is_201_and_stored_with_its_exact_bytes():
+    raw = json.dumps(documented_body("asgi-1", status="failed")).encode()
+    status, headers, body = call(raw, chunks=3)
+    assert status == 201
+    assert json.loads(body)["outcome"] == "created"
+    assert headers["content-type"] == "application/json"
+    run = Run.objects.get(run_id="asgi-1")
+    assert run.status == "failed" and run.failure_group is not None
+    assert bytes(Delivery.objects.get(run=run).raw) == raw
+
+
+def test_repeat_is_200_duplicate():
+    raw = json.dumps(documented_body("asgi-2")).encode()
+    call(raw)
+    status, _, body = call(raw)
+    assert status == 200 and json.loads(body)["outcome"] == "duplicate"
+    assert Run.objects.get().delivery_count == 2
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic xyz", "Bearer"])
+def test_missing_or_wrong_token_is_401_and_stores_nothing(authorization):
+    status, headers, body = call(b'{"apiInfo": {"runId": "x"}}', headers={"authorization": authorization})
+    assert status == 401
+    assert json.loads(body) == {"detail": "Unauthorized"}
+    assert not Run.objects.exists() and not RejectedDelivery.objects.exists()
+
+
+def test_same_security_headers_as_the_pages():
+    _, headers, _ = call(json.dumps(documented_body("asgi-h")).encode())
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "same-origin"
+    assert "default-src 'self'" in headers["content-security-policy"]
+
+
+def test_declared_size_over_the_limit_is_413_before_reading(settings):
+    settings.MAX_BODY_BYTES = 1000
+    status, _, body = call(b"x" * 10, headers={"content-length": "5000"})
+    assert status == 413 and "larger than" in json.loads(body)["detail"]
+
+
+def test_streamed_body_over_the_limit_is_413(settings):
+    settings.MAX_BODY_BYTES = 1000
+    status, _, _ = call(json.dumps(documented_body("big", result="x" * 5000)).encode(), chunks=10)
+    assert status == 413
+    assert not Run.objects.exists()
+
+
+def test_refusals_are_answered_and_quarantined():
+    status, _, body = call(b"{broken")
+    assert status == 400 and "not valid JSON" in json.loads(body)["detail"]
+    status, _, body = call(b'{"apiInfo": {}}')
+    assert status == 422 and json.loads(body)["field"] == "apiInfo.runId"
+    assert RejectedDelivery.objects.count() == 2
+
+
+def test_host_not_allowed_is_400():
+    status, _, body = call(b"{}", headers={"host": "evil.example"})
+    assert status == 400 and "Host" in json.loads(body)["detail"]
+
+
+def test_trailing_slash_is_the_same_endpoint():
+    status, _, _ = call(json.dumps(documented_body("slash")).encode(), path="/api/sink/")
+    assert status == 201
+
+
+def test_other_methods_fall_through_to_django():
+    status, _, _ = call(b"", method="GET")
+    assert status == 405
+
+
+def test_concurrent_requests_share_commits_and_all_get_their_own_answer(monkeypatch):
+    import runs.sink
+
+    batches: list[int] = []
+    real = runs.sink.receive_many
+
+    def recording(bodies):
+        batches.append(len(bodies))
+        return real(bodies)
+
+    monkeypatch.setattr(runs.sink, "receive_many", recording)
+    bodies = [json.dumps(documented_body(f"gc-{n}")).encode() for n in range(40)]
+
+    async def many():
+        return await asyncio.gather(*(acall(body) for body in bodies))
+
+    answers = asyncio.run(many())
+    assert sum(batches) == 40 and max(batches) > 1  # commits were shared
+    assert sorted(status for status, _, _ in answers) == [201] * 40
+    assert sorted(json.loads(body)["run_id"] for _, _, body in answers) == sorted(f"gc-{n}" for n in range(40))
+    assert Run.objects.count() == 40
