@@ -1,0 +1,38 @@
+"""The floor for import: the least a durable bulk load can do, with no framework and no ORM.
+
+    import_floor.py DB.sqlite3 FILE.jsonl [BATCH]
+
+Reads the JSONL, parses each line for apiInfo.runId, and inserts (run_id, raw body) with
+`executemany`, one transaction per BATCH lines (the importer's batch size), into a WAL SQLite file
+with synchronous=NORMAL (sinkdash's settings). run_id is UNIQUE, as a receiver must be idempotent.
+Prints one JSON line: rows and seconds.
+"""
+
+import json
+import sqlite3
+import sys
+import time
+from itertools import islice
+
+
+def main(db: str, path: str, batch: int = 500) -> dict:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS run (id INTEGER PRIMARY KEY, run_id TEXT UNIQUE, raw BLOB)")
+    rows = 0
+    started = time.perf_counter()
+    with open(path, "rb") as lines:
+        while chunk := list(islice(lines, batch)):
+            values = [(json.loads(line)["apiInfo"]["runId"], line.rstrip(b"\n")) for line in chunk]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO run (run_id, raw) VALUES (?, ?)", values)
+            conn.execute("COMMIT")
+            rows += len(values)
+    seconds = time.perf_counter() - started
+    conn.close()
+    return {"rows": rows, "seconds": seconds}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))))

@@ -1,0 +1,150 @@
+"""Import: `manage.py import_runs` of an N-line JSONL into a fresh database, its runs per second
+and peak memory, against the floor (bench/import_floor.py: bare sqlite3 executemany of the same
+rows), then every counter recounted in SQL.
+
+Target (issue 5): >= 20,000 runs/s with peak memory under 300 MB, counters right at the end.
+Peak memory is the importer process's own maximum resident set size, from wait4(2)'s rusage (what
+`/usr/bin/time -v` prints as "Maximum resident set size").
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from common import PY, ROOT, Dataset, Site, dataset, machine, machine_line, rerun_command, say, table, write_section
+
+TARGET_RUNS_PER_S = 20_000
+TARGET_RSS_MB = 300
+
+
+def _waited(command: list[str], env: dict, out: Path, time_limit: float | None = None) -> dict:
+    """Run a command to its end (or SIGTERM at the time limit); seconds, exit status and its own
+    peak RSS."""
+    with open(out, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)  # fmt: skip
+    started = time.perf_counter()
+    stopped = False
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time_limit and not stopped and time.perf_counter() - started > time_limit:
+            say(f"  time limit of {time_limit:.0f} s reached: stopping it (batches committed so far stay)")
+            os.kill(process.pid, signal.SIGTERM)
+            stopped = True
+        time.sleep(0.2)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return {"seconds": seconds, "exit": process.returncode, "max_rss_mb": usage.ru_maxrss / 1024,
+            "stopped": stopped, "output": out.read_text(errors="replace")[-2000:]}  # fmt: skip
+
+
+def timed_import(site: Site, paths: list[Path], time_limit: float | None = None) -> dict:
+    before = site.run_count()
+    say(f"import_runs {' '.join(p.name for p in paths)} into {site.label()} ({before:,} runs before)")
+    result = _waited([PY, "manage.py", "import_runs", *map(str, paths)], site.env,
+                     site.data_dir / "import.log", time_limit)  # fmt: skip
+    added = site.run_count() - before
+    result.update(runs_before=before, runs_added=added, runs_per_s=added / result["seconds"])
+    imported = [line for line in result["output"].splitlines() if line.startswith("Imported:")]
+    result["summary"] = imported[-1] if imported else ""
+    if result["exit"] != 0 and not result["stopped"]:
+        raise RuntimeError(f"import_runs failed ({result['exit']}):\n{result['output']}")
+    say(f"  {added:,} runs in {result['seconds']:.1f} s = {result['runs_per_s']:,.0f} runs/s, "
+        f"peak RSS {result['max_rss_mb']:.0f} MB")  # fmt: skip
+    return result
+
+
+def floor(data: Dataset, work: Path) -> dict:
+    db = work / "floor.sqlite3"
+    for stale in work.glob("floor.sqlite3*"):
+        stale.unlink()
+    say(f"floor: sqlite3 executemany of {data.runs:,} rows")
+    result = _waited([PY, str(ROOT / "bench" / "import_floor.py"), str(db), str(data.path)], dict(os.environ),
+                     work / "floor.log")  # fmt: skip
+    if result["exit"] != 0:
+        raise RuntimeError(result["output"])
+    figures = json.loads(result["output"].strip().splitlines()[-1])
+    result.update(rows=figures["rows"], runs_per_s=figures["rows"] / result["seconds"])
+    say(f"  {figures['rows']:,} rows in {result['seconds']:.1f} s = {result['runs_per_s']:,.0f} rows/s")
+    for stale in work.glob("floor.sqlite3*"):
+        stale.unlink()
+    return result
+
+
+def main(args, keep: bool = False) -> Site | None:
+    """Returns the imported site when `keep` (bench/run.py all reuses it as the large database)."""
+    at = machine()
+    site = Site(f"import-{'pg' if args.database_url else 'sqlite'}", args.database_url).setup()
+    try:
+        data = dataset(args.runs, args.seed)
+        imported = timed_import(site, [data.path], args.max_import_seconds)
+        floor_figures = floor(data, site.data_dir)
+        say("recounting every counter in SQL")
+        started = time.perf_counter()
+        counts = site.django("inspect_db.py", "recount", timeout=1800)
+        recount_s = time.perf_counter() - started
+        size = site.size_bytes()
+        say(f"  {counts['mismatch_count']} mismatches ({recount_s:.0f} s)")
+        _report(args, at, site, data, imported, floor_figures, counts, size)
+        site.import_figures = imported
+        site.size_after_import = size
+        if keep:
+            return site
+    except BaseException:
+        site.drop()
+        raise
+    if not args.keep:
+        site.drop()
+    return None
+
+
+def _report(args, at, site, data, imported, floor_figures, counts, size) -> None:
+    rate, rss = imported["runs_per_s"], imported["max_rss_mb"]
+    ratio = rate / floor_figures["runs_per_s"]
+    reached = imported["runs_added"]
+    complete = reached == data.runs
+    rate_ok = rate >= TARGET_RUNS_PER_S
+    rss_ok = rss < TARGET_RSS_MB
+    counters_ok = counts["mismatch_count"] == 0 and counts["runs"] == counts["deliveries"] == reached
+    verdict = lambda ok: "**met**" if ok else "**not met**"  # noqa: E731
+    rows = [
+        ["import_runs", f"{reached:,}", f"{imported['seconds']:.1f} s", f"{rate:,.0f}", f"{rss:.0f} MB"],
+        ["floor: sqlite3 executemany (run_id, raw)", f"{floor_figures['rows']:,}", f"{floor_figures['seconds']:.1f} s",
+         f"{floor_figures['runs_per_s']:,.0f}", f"{floor_figures['max_rss_mb']:.0f} MB"],
+    ]  # fmt: skip
+    lines = [
+        f"## Import ({site.label()})",
+        "",
+        machine_line(at),
+        "",
+        f"`manage.py import_runs` of a {data.runs:,}-line JSONL ({data.bytes / 2**20:,.0f} MB, bodies from "
+        f"`runs.samples.Fleet(seed={args.seed})`, {data.bytes / data.runs:,.0f} bytes a body on average) into a fresh "
+        f"{site.label()} database." + ("" if complete else
+        f" **The import was stopped at the {args.max_import_seconds:.0f} s time limit after {reached:,} runs**; "
+        "the rate is over what was reached."),
+        "",
+        table(["", "runs", "time", "runs/s", "peak RSS"], rows),
+        "",
+        f"- Rate: {rate:,.0f} runs/s against the target of >= {TARGET_RUNS_PER_S:,}: {verdict(rate_ok)}"
+        + ("" if rate_ok else f" (x{TARGET_RUNS_PER_S / rate:.1f} short)") + ".",
+        f"- Peak memory: {rss:.0f} MB against the target of < {TARGET_RSS_MB} MB: {verdict(rss_ok)}.",
+        f"- importer / floor: **{ratio:.3f}** (the floor inserts only run_id and the raw body, no parsing "
+        "beyond runId, no counters, no failure grouping).",
+        f"- Counters after the import, recounted in SQL (bench/inspect_db.py recount): "
+        + ("**all right**" if counters_ok else f"**{counts['mismatch_count']} mismatches**")
+        + f": {counts['runs']:,} runs, {counts['deliveries']:,} deliveries, {counts['job_runs']:,} job runs "
+        f"(sum of totals = runs with a job run), {counts['failed']:,} failed runs in {counts['failure_groups']:,} "
+        f"failure groups (group counts and per-day sums equal the failed runs per group; "
+        f"{counts['failed_without_group']} failed runs without a group), tallies equal runs per project and status.",
+        f"- Database size after the import: {size / 2**20:,.0f} MB = {size / max(reached, 1):,.0f} bytes/run "
+        "(every delivery's raw body is kept beside the parsed run).",
+    ]
+    if counts["mismatches"]:
+        lines += ["", "Mismatches (first 50):", "", "```", *counts["mismatches"], "```"]
+    lines += ["", f"Rerun: `{rerun_command(['import', *args.argv_extra])}`"]
+    write_section(f"import-{site.kind}", "\n".join(lines), args.report)
