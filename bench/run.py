@@ -41,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-import-seconds", type=float, default=1200.0,
                    help="stop the large import after this long and benchmark the size reached")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the bench databases (bench-data/, sinkdash_bench_*)")
+    p.add_argument("--no-ingest", action="store_true", help="all: leave out the ingest benchmark")
     p.add_argument("--report", type=Path, default=REPORT, help="the file to update (default BENCHMARKS.md)")
     return p
 
@@ -92,7 +93,8 @@ def main(argv: list[str]) -> None:
         finally:
             if not args.keep:
                 big.drop()
-        ingest(args)
+        if not args.no_ingest:
+            ingest(args)
 
 
 if __name__ == "__main__":
