@@ -112,6 +112,7 @@ def test_postgres_stopped_answers_503_then_recovers_without_restart(cluster, tmp
         assert_no_server_errors(server.log_text())
         record(
             "postgres_outage",
+            database="postgresql (a throwaway cluster of the test's own)",
             answers_while_stopped=[503] * len(waits),
             seconds_to_answer_503=[round(w, 2) for w in waits],
             answers_after_restart=first_after,
