@@ -382,20 +382,7 @@ def _jobs(items: list[Incoming], projects: dict[str, Project]) -> dict[tuple[int
     wanted = {
         (projects[i.parsed.project_id].pk, i.parsed.job_id): i.at for i in items if i.parsed.job_id
     }
-    if not wanted:
-        return {}
-    found = {
-        (project_pk, job_id): Job(id=pk, project_id=project_pk, job_id=job_id)
-        for pk, project_pk, job_id in _rows_in(Job, "project_id", "job_id", wanted)
-    }
-    missing = [
-        Job(project_id=pk, job_id=job_id, first_received_at=at, last_received_at=at)
-        for (pk, job_id), at in wanted.items()
-        if (pk, job_id) not in found
-    ]
-    for job in Job.objects.bulk_create(missing):
-        found[(job.project_id, job.job_id)] = job
-    return {key: found[key] for key in wanted}
+    return _children(Job, "project_id", "job_id", wanted)
 
 
 def _job_runs(
@@ -406,20 +393,26 @@ def _job_runs(
         job = jobs.get((projects[i.parsed.project_id].pk, i.parsed.job_id))
         if job is not None and i.parsed.job_run_id:
             wanted[(job.pk, i.parsed.job_run_id)] = i.at
+    return _children(JobRun, "job_id", "job_run_id", wanted)
+
+
+def _children(model, parent: str, key: str, wanted: dict[tuple[int, str], datetime]) -> dict:
+    """The rows of model named by (parent id, key) pairs, creating those that are new (a job in a
+    project, a job run in a job)."""
     if not wanted:
         return {}
     found = {
-        (job_pk, jr_id): JobRun(id=pk, job_id=job_pk, job_run_id=jr_id)
-        for pk, job_pk, jr_id in _rows_in(JobRun, "job_id", "job_run_id", wanted)
+        (parent_pk, name): model(id=pk, **{parent: parent_pk, key: name})
+        for pk, parent_pk, name in _rows_in(model, parent, key, wanted)
     }
     missing = [
-        JobRun(job_id=pk, job_run_id=jr_id, first_received_at=at, last_received_at=at)
-        for (pk, jr_id), at in wanted.items()
-        if (pk, jr_id) not in found
+        model(**{parent: parent_pk, key: name}, first_received_at=at, last_received_at=at)
+        for (parent_pk, name), at in wanted.items()
+        if (parent_pk, name) not in found
     ]
-    for job_run in JobRun.objects.bulk_create(missing):
-        found[(job_run.job_id, job_run.job_run_id)] = job_run
-    return {key: found[key] for key in wanted}
+    for row in model.objects.bulk_create(missing):
+        found[(getattr(row, parent), getattr(row, key))] = row
+    return {pair: found[pair] for pair in wanted}
 
 
 def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]]) -> None:
