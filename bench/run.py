@@ -47,8 +47,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _extra(argv: list[str]) -> list[str]:
-    """The options as given, without the part: the rerun command of each section."""
-    return [a for a in argv if a not in PARTS]
+    """The options as given, for each section's rerun command: without the part, the report path
+    and --no-ingest, which do not change what a part measures."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--report":
+            skip = True
+        elif a not in PARTS and a != "--no-ingest" and not a.startswith("--report="):
+            out.append(a)
+    return out
 
 
 def ingest(args) -> None:
