@@ -139,7 +139,7 @@ def server_env(db: Database, data_dir: Path, **extra: str) -> dict[str, str]:
 def migrate(env: dict[str, str]) -> None:
     done = subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=env, capture_output=True, check=False, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -190,14 +190,14 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "Server":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "uvicorn", "sinkdash.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--lifespan", "off", "--no-access-log", "--log-level", "info"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=self.preexec_fn, start_new_session=True,  # no signal meant for the test runner
-        )  # fmt: skip
-        log.close()
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [PYTHON, "-m", "uvicorn", "sinkdash.asgi:application", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--lifespan", "off", "--no-access-log", "--log-level", "info"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # preexec_fn (only the disk-full test sets one) runs before any sender thread starts.
+                preexec_fn=self.preexec_fn, start_new_session=True,  # noqa: PLW1509
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -259,7 +259,7 @@ def sink_headers(token: str = SINK_TOKEN) -> dict[str, str]:
 
 
 def api_get(port: int, path: str):
-    status, headers, body = request("GET", port, path, headers={"Authorization": f"Bearer {API_TOKEN}"})
+    status, _, body = request("GET", port, path, headers={"Authorization": f"Bearer {API_TOKEN}"})
     return status, json.loads(body) if body else None
 
 
@@ -310,7 +310,7 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # --- Bodies ----------------------------------------------------------------------------------
@@ -464,7 +464,7 @@ class Cluster:
         self.url = f"postgres://sinkdash@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
-        done = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*self.as_user, *args], capture_output=True, check=False, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
 
     def init(self) -> "Cluster":
@@ -481,5 +481,5 @@ class Cluster:
 
     def destroy(self) -> None:
         subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", f"{self.dir}/data", "-m", "immediate",
-                        "stop"], capture_output=True)  # fmt: skip
+                        "stop"], capture_output=True, check=False)  # fmt: skip
         shutil.rmtree(self.dir, ignore_errors=True)

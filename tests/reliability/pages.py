@@ -5,7 +5,15 @@ from urllib.parse import quote
 
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from runs.models import Delivery, FailureGroup, Job, JobRun, Project, RejectedDelivery, Run
+from runs.models import (
+    Delivery,
+    FailureGroup,
+    Job,
+    JobRun,
+    Project,
+    RejectedDelivery,
+    Run,
+)
 
 # Routes that are not pages a signed-in user browses: POST-only, machine endpoints, the sign-in.
 NOT_PAGES = {"connect-token", "healthz", "first-sign-in", "login", "logout"}

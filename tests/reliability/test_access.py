@@ -15,8 +15,14 @@ from django.test import Client
 
 from runs.models import Delivery, RejectedDelivery
 from runs.signin import new_first_sign_in_path
-from tests.conftest import Sink, documented_body, newer_body
-from tests.reliability.conftest import SINK_TOKEN, API_TOKEN, assert_no_server_errors, record, request
+from tests.conftest import documented_body, newer_body
+from tests.reliability.conftest import (
+    API_TOKEN,
+    SINK_TOKEN,
+    assert_no_server_errors,
+    record,
+    request,
+)
 from tests.reliability.pages import page_paths
 from tests.test_sign_in import OPEN, every_route
 
@@ -50,7 +56,7 @@ def test_anonymous_users_get_nothing_from_any_page_or_read_route_whatever_the_me
 @pytest.mark.parametrize(
     "credentials",
     [{"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {settings.SINK_TOKEN}"},
-     {"Authorization": "Bearer "}, {"Cookie": "sessionid=forged-session"}],  # fmt: skip
+     {"Authorization": "Bearer "}, {"Cookie": "sessionid=forged-session"}],
     ids=["wrong-token", "sink-token", "empty-token", "forged-session"],
 )
 def test_read_routes_refuse_wrong_credentials_and_the_sink_token(sink, client, credentials):
@@ -256,5 +262,5 @@ def test_security_headers_from_a_real_server(site):
         assert_secure_headers(headers, str(status))
     login_csp = answers[5][1].get("content-security-policy", "")
     assert "script-src 'self'" in login_csp and "unsafe" not in login_csp
-    assert re.search(r"csrftoken=[^;]+;.*SameSite=Lax", answers[5][1].get("set-cookie", ""), re.I)
+    assert re.search(r"csrftoken=[^;]+;.*SameSite=Lax", answers[5][1].get("set-cookie", ""), re.IGNORECASE)
     record("security_headers_real_server", statuses=statuses)

@@ -7,7 +7,14 @@ from collections import Counter
 
 import pytest
 
-from tests.reliability.conftest import assert_no_server_errors, delivery_counts, load_plan, recount, record, send_all
+from tests.reliability.conftest import (
+    assert_no_server_errors,
+    delivery_counts,
+    load_plan,
+    record,
+    recount,
+    send_all,
+)
 
 DISTINCT = 1500
 

@@ -10,16 +10,16 @@ import pytest
 
 from tests.reliability.conftest import (
     Cluster,
-    assert_no_server_errors,
     Server,
+    assert_no_server_errors,
     create_database,
     drop_database,
     free_port,
     make_body,
     migrate,
     postgres_bin,
-    recount,
     record,
+    recount,
     request,
     server_env,
     sink_headers,

@@ -19,17 +19,17 @@ import pytest
 
 from tests.reliability.conftest import (
     ON_POSTGRES,
-    assert_no_server_errors,
+    Server,
     api_get,
+    assert_no_server_errors,
     create_database,
+    free_port,
     migrate,
-    recount,
     record,
+    recount,
     request,
     server_env,
     sink_headers,
-    Server,
-    free_port,
 )
 
 DISK_BYTES = 4 * 2**20
@@ -46,14 +46,14 @@ def small_disk(path: Path, kind: str):
         yield
         return
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(path)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(path)], capture_output=True, check=False
     )  # fmt: skip
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield
     finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
 def file_size_limit(limit: int):

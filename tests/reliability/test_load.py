@@ -7,7 +7,16 @@ from collections import Counter
 
 import pytest
 
-from tests.reliability.conftest import ON_POSTGRES, assert_no_server_errors, delivery_counts, load_plan, percentile, recount, record, send_all
+from tests.reliability.conftest import (
+    ON_POSTGRES,
+    assert_no_server_errors,
+    delivery_counts,
+    load_plan,
+    percentile,
+    record,
+    recount,
+    send_all,
+)
 
 DISTINCT = 5000
 SENDERS = 32

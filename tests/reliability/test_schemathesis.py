@@ -18,9 +18,9 @@ from tests.conftest import Sink, documented_body, newer_body
 from tests.reliability.conftest import record
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is a dev dependency (see RELIABILITY.md)")
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
     response_headers_conformance,
@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from runs.api import api  # noqa: E402
+from runs.api import api
 
 SCHEMA = schemathesis.openapi.from_dict(api.get_openapi_schema())
 OPERATIONS = {op.label: op for op in (result.ok() for result in SCHEMA.get_all_operations())}

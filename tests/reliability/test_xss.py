@@ -41,7 +41,7 @@ def hostile_bodies(n: int, payload: str, url: str) -> list[dict]:
             "parameters": {"q": payload, payload: [payload, {payload: payload}]},
             "runId": f"doc-{n}-{payload}",
             "result": {"status": "failed", "error": f"code-{payload}", "message": f"message {payload}",
-                       "statusCode": 500, payload: payload},  # fmt: skip
+                       "statusCode": 500, payload: payload},
             payload: payload,
         },
         "workspaceId": payload,
@@ -63,7 +63,7 @@ def hostile_bodies(n: int, payload: str, url: str) -> list[dict]:
             "started_at": "2026-11-30T08:00:00Z",
             "ended_at": "2026-11-30T08:00:12Z",
             "error": {"code": f"script-{payload}", "message": payload, "category": f"cat-{payload}",
-                      "doc_url": url, "details": {payload: payload}},  # fmt: skip
+                      "doc_url": url, "details": {payload: payload}},
             "reason": None,
             "trace_url": url,
             "log_url": url,
