@@ -114,3 +114,15 @@ def user(django_user_model):
 def signed_in(client, user) -> Client:
     client.force_login(user)
     return client
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skipped browser test is a failure: a missing Chromium must not pass unnoticed."""
+    outcome = yield
+    report = outcome.get_result()
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if in_ci and report.skipped and item.get_closest_marker("browser") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"browser test skipped in CI (CI={os.environ['CI']}): {reason}"

@@ -38,6 +38,15 @@
     if (!listPaused) tick();
   });
 
+  // A text field's "change" (on blur, or on Enter just before the form's "submit") would send a
+  // second request and push a second history entry for one edit: text applies on Enter or Apply.
+  document.addEventListener("htmx:confirm", function (event) {
+    var trigger = event.detail.triggeringEvent;
+    if (trigger && trigger.type === "change" && trigger.target.matches("input[type=search], input:not([type])")) {
+      event.preventDefault();
+    }
+  });
+
   // Filter forms send only the fields that are filled in, so a filtered view's URL stays short
   // enough to read and bookmark.
   document.addEventListener("htmx:configRequest", function (event) {
