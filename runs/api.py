@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Query, Schema, Status
+from ninja.errors import ValidationError
 from ninja.security import HttpBearer, django_auth
 
 from runs import export, queries
@@ -49,6 +50,15 @@ class Accepted(Schema):
     run_id: str
     outcome: str
     delivery_id: int
+
+
+@api.exception_handler(ValidationError)
+def invalid_parameter(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    """Ninja's own 422 (a parameter of the wrong type) in the same shape as every other error."""
+    first = exc.errors[0] if exc.errors else {}
+    field = ".".join(str(part) for part in first.get("loc", [])[1:]) or None
+    detail = f"{field}: {first.get('msg', 'invalid value')}" if field else "invalid request"
+    return api.create_response(request, {"detail": detail, "field": field}, status=422)
 
 
 @api.exception_handler(queries.BadFilter)
@@ -207,7 +217,7 @@ def get_run(request: HttpRequest, run_id: str):
 
 @api.get(
     "/deliveries/{delivery_id}/raw",
-    response={200: None, 404: Error},
+    response={200: None, 404: Error, 422: Error},
     summary="The exact bytes of one delivery",
 )
 def delivery_raw(request: HttpRequest, delivery_id: int):
@@ -328,7 +338,7 @@ class FailurePage(Schema):
     next_cursor: str | None
 
 
-@api.get("/failures", response=FailurePage, summary="Failure groups, most recently seen first")
+@api.get("/failures", response={200: FailurePage, 422: Error}, summary="Failure groups, most recently seen first")
 def list_failures(
     request: HttpRequest, project: str = "", job: str = "", limit: int = 50, cursor: int | None = None
 ):
@@ -368,7 +378,7 @@ class RejectedPage(Schema):
     next_cursor: str | None
 
 
-@api.get("/rejected", response=RejectedPage, summary="Quarantined deliveries, newest first")
+@api.get("/rejected", response={200: RejectedPage, 422: Error}, summary="Quarantined deliveries, newest first")
 def list_rejected(request: HttpRequest, limit: int = 50, cursor: int | None = None):
     page = queries.rejected_page(min(max(limit, 1), queries.MAX_LIMIT), cursor)
     fields = RejectedItem.model_fields
@@ -378,7 +388,7 @@ def list_rejected(request: HttpRequest, limit: int = 50, cursor: int | None = No
     }
 
 
-@api.get("/rejected/{rejected_id}/raw", response={200: None, 404: Error}, summary="A refused body")
+@api.get("/rejected/{rejected_id}/raw", response={200: None, 404: Error, 422: Error}, summary="A refused body")
 def rejected_raw(request: HttpRequest, rejected_id: int):
     from runs.models import RejectedDelivery
 

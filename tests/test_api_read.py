@@ -158,3 +158,11 @@ def test_api_token_reads_without_a_session(client, loaded, settings):
 def test_sink_token_does_not_open_the_read_api(client, loaded, settings):
     headers = {"Authorization": f"Bearer {settings.SINK_TOKEN}"}
     assert client.get("/api/runs", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize("path, field", [("/api/failures?limit=x", "limit"), ("/api/deliveries/abc/raw", "delivery_id")])
+def test_parameters_of_the_wrong_type_get_the_same_error_shape(signed_in, path, field):
+    response = signed_in.get(path)
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+    assert field in response.json()["detail"]
