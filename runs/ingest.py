@@ -234,7 +234,7 @@ class NewRun:
         return (
             p.run_id, self.project_id, self.job_id, self.job_run_id, p.api_name, p.status,
             p.status_code, p.error_code, p.error_message, p.error_category, p.error_doc_url,
-            p.parameters_json, p.result_json, p.extra_json, p.auth_session_id,
+            p.parameters_json, p.parameters_sha256, p.result_json, p.extra_json, p.auth_session_id,
             _moment(p.started_at), _moment(p.ended_at), p.trace_url, p.log_url,
             self.failure_group_id, self.sha256, self.delivery_count,
             _moment(self.first_received_at), _moment(self.last_received_at),
@@ -244,9 +244,9 @@ class NewRun:
 _RUN_COLUMNS = (
     "run_id", "project_id", "job_id", "job_run_id", "api_name", "status", "status_code",
     "error_code", "error_message", "error_category", "error_doc_url", "parameters_json",
-    "result_json", "extra_json", "auth_session_id", "started_at", "ended_at", "trace_url",
-    "log_url", "failure_group_id", "content_sha256", "delivery_count", "first_received_at",
-    "last_received_at",
+    "parameters_sha256", "result_json", "extra_json", "auth_session_id", "started_at", "ended_at",
+    "trace_url", "log_url", "failure_group_id", "content_sha256", "delivery_count",
+    "first_received_at", "last_received_at",
 )  # fmt: skip
 _DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_json", "source", "outcome")
 
@@ -331,8 +331,8 @@ def _older(parsed: ParsedRun, run: Run) -> bool:
 
 _STATE_FIELDS = (
     "api_name", "status", "status_code", "error_code", "error_message", "error_category",
-    "error_doc_url", "parameters_json", "result_json", "extra_json", "auth_session_id",
-    "started_at", "ended_at", "trace_url", "log_url",
+    "error_doc_url", "parameters_json", "parameters_sha256", "result_json", "extra_json",
+    "auth_session_id", "started_at", "ended_at", "trace_url", "log_url",
 )  # fmt: skip
 
 

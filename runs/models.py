@@ -145,6 +145,9 @@ class Run(models.Model):
     error_category = models.TextField(blank=True)
     error_doc_url = models.TextField(blank=True)
     parameters_json = models.TextField(default="null")
+    parameters_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the parameters with sorted keys."
+    )
     result_json = models.TextField(default="null")
     extra_json = models.TextField(default="{}", help_text="Fields neither payload shape names.")
     auth_session_id = models.TextField(blank=True)
@@ -171,6 +174,10 @@ class Run(models.Model):
             models.Index(fields=["api_name", "-id"], name="run_by_api"),
             models.Index(fields=["error_code", "-id"], name="run_by_error_code"),
             models.Index(fields=["failure_group", "-id"], name="run_by_failure_group"),
+            # The run page's "runs with the same parameters in other job runs".
+            models.Index(
+                fields=["project", "api_name", "parameters_sha256", "-id"], name="run_same_parameters"
+            ),
             # since/until become id bounds through this index (runs.queries.id_bounds).
             models.Index(fields=["first_received_at"], name="run_by_first_received"),
             # Prune walks the oldest runs first.

@@ -75,6 +75,7 @@ class ParsedRun:
     error_category: str
     error_doc_url: str
     parameters_json: str
+    parameters_sha256: str
     result_json: str
     extra_json: str
     auth_session_id: str
@@ -273,6 +274,7 @@ def parse(raw: bytes) -> ParsedRun:
         error_category=error_category,
         error_doc_url=error_doc_url,
         parameters_json=dump_json(api_info.get("parameters")),
+        parameters_sha256=parameters_digest(api_info.get("parameters")),
         result_json=dump_json(output),
         extra_json=dump_json(_extra(body, api_info, result)),
         auth_session_id=_identifier(auth_session, "id", "authSession.id"),
@@ -310,6 +312,12 @@ def normalise_message(message: str) -> str:
     for pattern, replacement in _NORMALISERS:
         text = pattern.sub(replacement, text)
     return text.strip()[:MAX_GROUP_MESSAGE]
+
+
+def parameters_digest(parameters: object) -> str:
+    """Equal parameters give equal digests whatever the order of their keys."""
+    text = json.dumps(parameters, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()  # ensure_ascii: lone surrogates are escaped
 
 
 def fingerprint(message: str) -> str:

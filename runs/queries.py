@@ -375,13 +375,12 @@ def job_run_runs(job_run: JobRun, *, failed: bool, limit: int = DEFAULT_LIMIT) -
 
 
 def same_parameters(run: Run, limit: int = 20) -> list[Run]:
-    """Runs of the same API with byte-identical parameters in other job runs of the project.
-
-    This walks the (api_name, id) index newest first and compares the parameters text; a
-    parameters hash column with its own index would make it a pure index lookup."""
+    """Runs of the same API with equal parameters in other job runs of the project, newest first,
+    through the run_same_parameters index."""
     runs = (
-        Run.objects.filter(api_name=run.api_name, project_id=run.project_id)
-        .filter(parameters_json=run.parameters_json)
+        Run.objects.filter(
+            project_id=run.project_id, api_name=run.api_name, parameters_sha256=run.parameters_sha256
+        )
         .exclude(pk=run.pk)
         .select_related("project", "job", "job_run")
     )

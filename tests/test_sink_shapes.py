@@ -111,3 +111,12 @@ def test_error_object_in_documented_result_is_understood(sink):
     assert (run.error_code, run.error_message, run.error_category) == (
         "auth-session-not-ready", "not ready", "auth",
     )  # fmt: skip
+
+
+def test_equal_parameters_get_equal_digests_whatever_their_key_order(sink):
+    sink.post(documented_body("p-1", parameters={"url": "u", "page": 1}))
+    sink.post(b'{"apiInfo": {"runId": "p-2", "name": "product-details", "parameters": {"page": 1, "url": "u"}}, '
+              b'"project": {"id": "proj-1"}}')  # fmt: skip
+    sink.post(documented_body("p-3", parameters={"url": "u", "page": 2}))
+    digests = dict(Run.objects.values_list("run_id", "parameters_sha256"))
+    assert digests["p-1"] == digests["p-2"] != digests["p-3"]
