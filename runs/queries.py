@@ -1,9 +1,10 @@
 """The read side, shared by the pages and the JSON API: every list is one indexed query of one
 page (keyset on id, newest first), and every total comes from a counter row."""
 
+import heapq
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time
 
 from django.db.models import Q, QuerySet, Sum
@@ -125,18 +126,38 @@ def filter_runs(f: RunFilter) -> QuerySet[Run]:
     if f.failure_group is not None:
         runs = runs.filter(failure_group_id=f.failure_group)
     if f.q:
-        runs = runs.filter(
-            Q(run_id=f.q)
-            | Q(api_name__icontains=f.q)
-            | Q(error_message__icontains=f.q)
-            | Q(parameters_json__icontains=f.q)
-        )
+        runs = runs.filter(_search(f.q))
     low, high = id_bounds(f.since, f.until)
     if low is not None:
         runs = runs.filter(id__gte=low)
     if high is not None:
         runs = runs.filter(id__lte=high)
     return runs.order_by("-id")
+
+
+# Free text is matched with LIKE, which no index serves: bounding it to the newest runs keeps a
+# search with few matches from reading the whole table (1.8 s at a million runs).
+SEARCH_WINDOW = 100_000
+
+
+def _search(q: str) -> Q:
+    """A pasted run id finds that run through its unique index; other text is looked for in the
+    API name, error message and parameters of the newest SEARCH_WINDOW runs."""
+    exact = Run.objects.filter(run_id=q).values_list("id", flat=True).first()
+    if exact is not None:
+        return Q(id=exact)
+    text = Q(api_name__icontains=q) | Q(error_message__icontains=q) | Q(parameters_json__icontains=q)
+    newest = latest_run_id()
+    return text & Q(id__gt=newest - SEARCH_WINDOW) if newest > SEARCH_WINDOW else text
+
+
+def per_status(f: RunFilter) -> list[RunFilter]:
+    """The filter split by status. `status IN (a, b) ORDER BY id` cannot walk one index in order,
+    so it sorts every match (0.7 s at a million runs); one indexed query per status, merged by id,
+    reads only a page from each."""
+    if len(f.statuses) < 2:
+        return [f]
+    return [replace(f, statuses=(status,)) for status in f.statuses]
 
 
 def id_bounds(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
@@ -163,10 +184,13 @@ class Page:
 
 
 def run_page(f: RunFilter) -> Page:
-    runs = filter_runs(f).select_related("project", "job", "job_run")
-    if f.cursor is not None:
-        runs = runs.filter(id__lt=f.cursor)
-    items = list(runs[: f.limit + 1])
+    pages = []
+    for one in per_status(f):
+        runs = filter_runs(one).select_related("project", "job", "job_run")
+        if f.cursor is not None:
+            runs = runs.filter(id__lt=f.cursor)
+        pages.append(list(runs[: f.limit + 1]))
+    items = list(heapq.merge(*pages, key=lambda run: -run.id))[: f.limit + 1]
     more = len(items) > f.limit
     items = items[: f.limit]
     return Page(items, str(items[-1].id) if more else None)

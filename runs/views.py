@@ -119,6 +119,7 @@ def _run_list_context(f: queries.RunFilter) -> dict:
         "since_value": f.since.strftime("%Y-%m-%dT%H:%M") if f.since else "",
         "until_value": f.until.strftime("%Y-%m-%dT%H:%M") if f.until else "",
         "group": queries.failure_group_by_pk(f.failure_group) if f.failure_group else None,
+        "search_window": queries.SEARCH_WINDOW,
     }
 
 

@@ -1,6 +1,8 @@
 """The read API: runs with every filter and keyset pages, one run in full, job runs, projects,
 failures, the quarantine and the summary."""
 
+import json
+
 import pytest
 from django.utils import timezone
 
@@ -166,3 +168,33 @@ def test_parameters_of_the_wrong_type_get_the_same_error_shape(signed_in, path, 
     assert response.status_code == 422
     assert response.json()["field"] == field
     assert field in response.json()["detail"]
+
+
+def test_several_statuses_page_newest_first_across_statuses(signed_in, sink):
+    for n in range(7):
+        sink.post(documented_body(f"m-{n}", status=["failed", "completed", "paused"][n % 3]))
+    first = signed_in.get("/api/runs?status=failed&status=paused&limit=2").json()
+    assert [i["run_id"] for i in first["items"]] == ["m-6", "m-5"]
+    second = signed_in.get(f"/api/runs?status=failed&status=paused&limit=2&cursor={first['next_cursor']}").json()
+    assert [i["run_id"] for i in second["items"]] == ["m-3", "m-2"]
+    third = signed_in.get(f"/api/runs?status=failed&status=paused&limit=2&cursor={second['next_cursor']}").json()
+    assert [i["run_id"] for i in third["items"]] == ["m-0"] and third["next_cursor"] is None
+
+
+def test_export_with_several_statuses_is_newest_first(signed_in, sink, monkeypatch):
+    monkeypatch.setattr("runs.export.PAGE_SIZE", 2)
+    for n in range(7):
+        sink.post(documented_body(f"e-{n}", status=["failed", "completed", "paused"][n % 3]))
+    response = signed_in.get("/api/runs/export?format=jsonl&status=failed&status=paused")
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert [json.loads(line)["run_id"] for line in lines] == ["e-6", "e-5", "e-3", "e-2", "e-0"]
+
+
+def test_pasted_run_id_finds_that_run_and_text_search_is_bounded(signed_in, sink, monkeypatch):
+    sink.post(documented_body("needle-1", parameters={"parent": "needle-2"}))
+    sink.post(documented_body("needle-2"))
+    assert run_ids(signed_in, "q=needle-2") == ["needle-2"]  # the exact id, by its index
+    assert run_ids(signed_in, "q=needle") == ["needle-1"]  # text: found in needle-1's parameters
+    monkeypatch.setattr("runs.queries.SEARCH_WINDOW", 1)
+    sink.post(documented_body("newest", parameters={"x": "needle"}))
+    assert run_ids(signed_in, "q=needle") == ["newest"]  # older matches lie outside the window
