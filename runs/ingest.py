@@ -11,7 +11,7 @@ rules below hold everywhere:
   bodies say when the run ended (or started), the later moment wins and a tie goes to the newer
   arrival; when either body has no time, arrival order decides. An older body is kept as a
   delivery with outcome "stale" and changes nothing else.
-- Counters on Project, Job, JobRun, FailureGroup, RunTally and FailureDay change in the same
+- Counters on Project, Job, JobRun, FailureGroup, RunTally, FailureDay and FailureJob change in the same
   transaction as the Runs. A batch adds its contributions up first (`Tally`) and writes each
   counter row once, in primary-key order, so concurrent batches cannot deadlock on PostgreSQL.
 
@@ -35,6 +35,7 @@ from runs.models import (
     Delivery,
     FailureDay,
     FailureGroup,
+    FailureJob,
     Job,
     JobRun,
     Project,
@@ -467,6 +468,7 @@ class Tally:
     group_samples: dict[int, "Run | NewRun"] = field(default_factory=dict)
     buckets: dict[tuple[int, datetime, str], int] = field(default_factory=lambda: defaultdict(int))
     days: dict[tuple[int, date], int] = field(default_factory=lambda: defaultdict(int))
+    group_jobs: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
     touched: dict[type, dict[int, datetime]] = field(default_factory=lambda: defaultdict(dict))
 
     def touch(self, project: Project, job: Job | None, job_run: JobRun | None, at: datetime) -> None:
@@ -492,6 +494,8 @@ class Tally:
         if run.failure_group_id:
             self.groups[run.failure_group_id] += sign
             self.days[(run.failure_group_id, run.first_received_at.date())] += sign
+            if run.job_id:
+                self.group_jobs[(run.failure_group_id, run.job_id)] += sign
             if sign > 0:
                 self.group_samples[run.failure_group_id] = run
 
@@ -517,6 +521,7 @@ class Tally:
             )
         _add_counts(RunTally, ("project_id", "hour", "status"), self.buckets)
         _add_counts(FailureDay, ("group_id", "day"), self.days)
+        _add_counts(FailureJob, ("group_id", "job_id"), self.group_jobs)
 
 
 def _add_to_rows(model, columns: tuple[str, ...], deltas: dict, touched: dict[int, datetime]) -> None:

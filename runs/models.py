@@ -130,6 +130,19 @@ class FailureDay(models.Model):
         ]
 
 
+class FailureJob(models.Model):
+    """Failures per group and job: the jobs a cause affects, on /failures/, without reading runs."""
+
+    group = models.ForeignKey(FailureGroup, on_delete=models.CASCADE, related_name="jobs")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "job"], name="failure_job_unique"),
+        ]
+
+
 class Run(models.Model):
     run_id = models.TextField(unique=True)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")

@@ -424,14 +424,20 @@ def failure_days(group_ids: list[int], since) -> dict[int, dict]:
     return dict(out)
 
 
-def failure_jobs(group: FailureGroup, sample: int = 200) -> list[str]:
-    """The jobs among a group's latest failures (a group has no per-job counter)."""
-    job_ids = (
-        Run.objects.filter(failure_group=group)
-        .order_by("-id")
-        .values_list("job__job_id", flat=True)[:sample]
+def failure_jobs(groups: list[FailureGroup]) -> dict[int, list[str]]:
+    """The jobs each group's failures came from, most failures first, from the FailureJob
+    counters: one query for a page of groups."""
+    from runs.models import FailureJob
+
+    jobs: dict[int, list[str]] = defaultdict(list)
+    rows = (
+        FailureJob.objects.filter(group_id__in=[g.id for g in groups], count__gt=0)
+        .order_by("group_id", "-count", "job__job_id")
+        .values_list("group_id", "job__job_id")
     )
-    return [j for j in dict.fromkeys(job_ids) if j]
+    for group_id, job_id in rows:
+        jobs[group_id].append(job_id)
+    return jobs
 
 
 def delivery_for_view(delivery_id: int):

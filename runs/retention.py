@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Sum
 
 from runs.ingest import Tally
-from runs.models import Delivery, FailureDay, FailureGroup, JobRun, Run, RunTally
+from runs.models import Delivery, FailureDay, FailureGroup, FailureJob, JobRun, Run, RunTally
 
 BATCH_SIZE = 500
 
@@ -125,6 +125,7 @@ def _remove_emptied(runs: list[Run], report: PruneReport) -> None:
     report.emptied["job runs"] += empty_job_runs.delete()[1].get(JobRun._meta.label, 0)
     emptied_days = FailureDay.objects.filter(group_id__in=groups, count__lte=0).delete()
     report.emptied["failure days"] += emptied_days[1].get(FailureDay._meta.label, 0)
+    FailureJob.objects.filter(group_id__in=groups, count__lte=0).delete()
     empty_groups = FailureGroup.objects.filter(pk__in=groups, count__lte=0).exclude(
         Exists(Run.objects.filter(failure_group=OuterRef("pk")))
     )

@@ -239,9 +239,10 @@ def failures(request: HttpRequest) -> HttpResponse:
     page = queries.failure_page(queries.FailureFilter(project, job, cursor=cursor))
     today = timezone.now().date()
     days = queries.failure_days([g.id for g in page.items], today - timedelta(days=13))
+    jobs = queries.failure_jobs(page.items)
     context = {
         "groups": [
-            (g, charts.sparkline(days.get(g.id, {}), today), queries.failure_jobs(g)) for g in page.items
+            (g, charts.sparkline(days.get(g.id, {}), today), jobs.get(g.id, [])) for g in page.items
         ],
         "next_cursor": page.next_cursor,
         "project": project,

@@ -3,7 +3,7 @@ runs in bulk: import, prune, reprocess)."""
 
 from collections import Counter
 
-from runs.models import FailureDay, FailureGroup, Job, JobRun, Project, Run, RunTally
+from runs.models import FailureDay, FailureGroup, FailureJob, Job, JobRun, Project, Run, RunTally
 
 
 def counter_mismatches() -> list[str]:
@@ -36,6 +36,8 @@ def counter_mismatches() -> list[str]:
             Counter(r["failure_group_id"] for r in runs if r["failure_group_id"]))
     compare("failure day", Counter({(d.group_id, d.day): d.count for d in FailureDay.objects.all()}),
             Counter((r["failure_group_id"], r["first_received_at"].date()) for r in runs if r["failure_group_id"]))
+    compare("failure job", Counter({(j.group_id, j.job_id): j.count for j in FailureJob.objects.filter(count__gt=0)}),
+            Counter((r["failure_group_id"], r["job_id"]) for r in runs if r["failure_group_id"] and r["job_id"]))
     compare("tally", Counter({(t.project_id, t.hour, t.status): t.count for t in RunTally.objects.all()}),
             Counter((r["project_id"], r["first_received_at"].replace(minute=0, second=0, microsecond=0), r["status"]) for r in runs))
     return sorted(wrong)
