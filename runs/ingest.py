@@ -140,6 +140,19 @@ def store_committed(items: list[Incoming]) -> list[Outcome]:
     raise AssertionError("unreachable")
 
 
+# Any constant: the key of the PostgreSQL advisory lock that orders storing transactions.
+_STORE_LOCK = 0x51_4E_4B_44
+
+
+def _commit_in_id_order() -> None:
+    """On PostgreSQL, let one storing transaction run at a time across all server processes, so
+    new runs become visible in the order of their ids and the live pages' row-id cursor never
+    steps over a run that a slower transaction commits later. They queue on the project's
+    counter rows anyway; SQLite has a single writer already."""
+    if connection.vendor == "postgresql":
+        _execute("SELECT pg_advisory_xact_lock(%s)", [_STORE_LOCK])
+
+
 def store(
     parsed: ParsedRun, raw: bytes, *, headers_json: str = "{}", source: str, at: datetime
 ) -> Outcome:
@@ -195,6 +208,7 @@ def store_many(items: list[Incoming]) -> list[Outcome]:
     """Store bodies inside the caller's transaction, with the same result as storing them one by
     one in order. A run that appears twice waits for the next round, so each round sees the
     state its earlier bodies left."""
+    _commit_in_id_order()
     outcomes: list[Outcome | None] = [None] * len(items)
     remaining = list(enumerate(items))
     while remaining:
