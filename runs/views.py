@@ -214,14 +214,13 @@ def delivery_body(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = queries.delivery_for_view(delivery_id)
     if delivery is None:
         raise Http404(f"no delivery {delivery_id}")
-    body, cut = _body_preview(bytes(delivery.raw))
-    context = {
-        "delivery": delivery,
-        "body": body,
-        "cut": cut,
-        "headers": _pretty(delivery.headers_json),
-        "download": f"/api/deliveries/{delivery.pk}/raw",
-    }
+    return _body_page(request, "delivery", delivery, f"/api/deliveries/{delivery.pk}/raw")
+
+
+def _body_page(request: HttpRequest, name: str, item, download: str) -> HttpResponse:
+    """A stored body (a delivery's or a refused one) as escaped text, with its headers."""
+    body, cut = _body_preview(bytes(item.raw))
+    context = {name: item, "body": body, "cut": cut, "headers": _pretty(item.headers_json), "download": download}
     return _page(request, "runs/body.html", context)
 
 
@@ -325,15 +324,7 @@ def rejected_body(request: HttpRequest, rejected_id: int) -> HttpResponse:
     item = queries.rejected_for_view(rejected_id)
     if item is None:
         raise Http404(f"no rejected delivery {rejected_id}")
-    body, cut = _body_preview(bytes(item.raw))
-    context = {
-        "rejected": item,
-        "body": body,
-        "cut": cut,
-        "headers": _pretty(item.headers_json),
-        "download": f"/api/rejected/{item.pk}/raw",
-    }
-    return _page(request, "runs/body.html", context)
+    return _body_page(request, "rejected", item, f"/api/rejected/{item.pk}/raw")
 
 
 # --- Connecting Intuned
