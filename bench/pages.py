@@ -249,7 +249,7 @@ def _report(args, at, small, big, fx_small, fx_big, timings, plans_small, plans_
         "Every SELECT each route makes, recorded while serving it in-process and explained on each database "
         "(`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on PostgreSQL). Per route: the number of queries, then each "
         "query that reaches runs_run or runs_delivery with how it does (index or scan) and its time at both sizes "
-        "(in-process, ms, one execution), and the flags the issue asks for (a SCAN over runs_run, a temporary B-tree "
+        "(in-process, ms: the query run again to its last row right after the request, so with a warm cache), and the flags the issue asks for (a SCAN over runs_run, a temporary B-tree "
         "or a Sort, in a query on those tables). "
         "A `SCAN runs_run` that walks newest first and stops at the page's LIMIT is cheap when matches are "
         "dense; the time columns show which flags are real.",
