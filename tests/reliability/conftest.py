@@ -387,7 +387,7 @@ def recount(db: Database) -> dict:
     per_project, failed_project = Counter(), Counter()
     per_job, failed_job = Counter(), Counter()
     per_job_run: dict[int, Counter] = {}
-    per_group, per_group_day, tallies = Counter(), Counter(), Counter()
+    per_group, per_group_day, per_group_job, tallies = Counter(), Counter(), Counter(), Counter()
     for _, project, job, job_run, status, group, first, _ in runs:
         failed = status == "failed"
         per_project[project] += 1
@@ -402,6 +402,8 @@ def recount(db: Database) -> dict:
         if group:
             per_group[group] += 1
             per_group_day[(group, moment.date().isoformat())] += 1
+            if job:
+                per_group_job[(group, job)] += 1
         tallies[(project, moment.replace(minute=0, second=0, microsecond=0), status)] += 1
 
     for pk, run_count, failed_count in db.rows("SELECT id, run_count, failed_count FROM runs_project"):
@@ -420,6 +422,8 @@ def recount(db: Database) -> dict:
         if count:
             days[(group, str(day))] = count
     assert days == +per_group_day, "failure days"
+    group_jobs = Counter({(g, j): n for g, j, n in db.rows("SELECT group_id, job_id, count FROM runs_failurejob") if n})
+    assert group_jobs == +per_group_job, "failure jobs"
     stored_tallies = Counter()
     for project, hour, status, count in db.rows("SELECT project_id, hour, status, count FROM runs_runtally"):
         if count:
