@@ -209,8 +209,9 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
            " re-serialising the body, a dozen statements per batch, the HTTP layer. Profiles: py-spy on the"
            " server under wrk."),  # fmt: skip
         "",
-        f"Rerun: `{rerun_command(['ingest', *argv])}` (add `--database-url postgres://...` for PostgreSQL;"
-        " that database is flushed).",
+        f"Rerun: `{rerun_command(['ingest', *argv])}`"
+        + ("" if "--database-url" in argv else " (add `--database-url postgres://...` to measure PostgreSQL too)")
+        + ". A PostgreSQL database given here is flushed first.",
     ]
     return "\n".join(lines)
 
