@@ -433,9 +433,11 @@ not part of `make test`. Each section says when and on what it was measured and 
 that reruns it; the machine is shared, so absolute times are noisy and the targets are ratios
 measured side by side in one run.
 
+<!-- bench:ingest -->
 ## Ingest against the floor
 
 (Written by the ingest benchmark, bench/ingest.py.)
+<!-- /bench:ingest -->
 
 <!-- bench:pages-sqlite -->
 <!-- /bench:pages-sqlite -->
