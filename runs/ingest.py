@@ -22,9 +22,8 @@ commits the deliveries that arrived while the previous commit was running togeth
 import hashlib
 import json
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -33,16 +32,15 @@ from django.utils import timezone
 
 from runs.models import (
     Delivery,
-    FailureDay,
     FailureGroup,
-    FailureJob,
     Job,
     JobRun,
     Project,
     RejectedDelivery,
     Run,
-    RunTally,
 )
+from runs import sql
+from runs.counters import Tally
 from runs.payload import ParsedRun, Refused, fingerprint, normalise_message, parse
 
 log = logging.getLogger(__name__)
@@ -150,7 +148,7 @@ def _commit_in_id_order() -> None:
     steps over a run that a slower transaction commits later. They queue on the project's
     counter rows anyway; SQLite has a single writer already."""
     if connection.vendor == "postgresql":
-        _execute("SELECT pg_advisory_xact_lock(%s)", [_STORE_LOCK])
+        sql.execute("SELECT pg_advisory_xact_lock(%s)", [_STORE_LOCK])
 
 
 def store(
@@ -250,9 +248,9 @@ class NewRun:
             p.run_id, self.project_id, self.job_id, self.job_run_id, p.api_name, p.status,
             p.status_code, p.error_code, p.error_message, p.error_category, p.error_doc_url,
             p.parameters_json, p.parameters_sha256, p.result_json, p.extra_json, p.auth_session_id,
-            _moment(p.started_at), _moment(p.ended_at), p.trace_url, p.log_url,
+            sql.moment(p.started_at), sql.moment(p.ended_at), p.trace_url, p.log_url,
             self.failure_group_id, self.sha256, self.delivery_count,
-            _moment(self.first_received_at), _moment(self.last_received_at),
+            sql.moment(self.first_received_at), sql.moment(self.last_received_at),
         )  # fmt: skip
 
 
@@ -272,7 +270,7 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
     jobs = _jobs(items, projects)
     job_runs = _job_runs(items, projects, jobs)
     run_ids = [i.parsed.run_id for i in items]
-    known = _rows(f"SELECT id FROM {_table(Run)} WHERE run_id IN ({_marks(run_ids)})", run_ids)
+    known = sql.fetch_all(f"SELECT id FROM {sql.table(Run)} WHERE run_id IN ({sql.marks(run_ids)})", run_ids)
     existing = {
         run.run_id: run
         for run in Run.objects.select_for_update().filter(pk__in=[pk for (pk,) in known])
@@ -314,7 +312,7 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
 
     _assign_failure_groups(applied)
     new = [run for run in runs if isinstance(run, NewRun)]
-    for run, pk in zip(new, _insert(Run, _RUN_COLUMNS, [run.row() for run in new]), strict=True):
+    for run, pk in zip(new, sql.insert(Run, _RUN_COLUMNS, [run.row() for run in new]), strict=True):
         run.pk = pk
     for run, kind in zip(runs, kinds):
         if kind == "updated":
@@ -327,8 +325,8 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
     for run, _ in applied:
         tally.add(run, +1)
     tally.write()
-    delivery_ids = _insert(Delivery, _DELIVERY_COLUMNS, [
-        (run.pk, _moment(item.at), item.raw, item.sha256, len(item.raw), item.headers_json,
+    delivery_ids = sql.insert(Delivery, _DELIVERY_COLUMNS, [
+        (run.pk, sql.moment(item.at), item.raw, item.sha256, len(item.raw), item.headers_json,
          item.source, kind)
         for run, item, kind in zip(runs, items, kinds)
     ])  # fmt: skip
@@ -344,7 +342,7 @@ def _older(parsed: ParsedRun, run: Run) -> bool:
     return stored is not None and incoming is not None and incoming < stored
 
 
-_STATE_FIELDS = (
+STATE_FIELDS = (
     "api_name", "status", "status_code", "error_code", "error_message", "error_category",
     "error_doc_url", "parameters_json", "parameters_sha256", "result_json", "extra_json",
     "auth_session_id", "started_at", "ended_at", "trace_url", "log_url",
@@ -356,7 +354,7 @@ def _apply(
 ) -> None:
     run.project, run.job, run.job_run = project, job, job_run
     run.content_sha256 = sha
-    for name in _STATE_FIELDS:
+    for name in STATE_FIELDS:
         setattr(run, name, getattr(parsed, name))
 
 
@@ -365,9 +363,9 @@ def _projects(items: list[Incoming]) -> dict[str, Project]:
     keys = list(latest)
     found = {
         pid: Project(id=pk, project_id=pid, name=name, workspace_id=workspace)
-        for pk, pid, name, workspace in _rows(
-            f"SELECT id, project_id, name, workspace_id FROM {_table(Project)}"
-            f" WHERE project_id IN ({_marks(keys)})",
+        for pk, pid, name, workspace in sql.fetch_all(
+            f"SELECT id, project_id, name, workspace_id FROM {sql.table(Project)}"
+            f" WHERE project_id IN ({sql.marks(keys)})",
             keys,
         )
     }
@@ -418,7 +416,7 @@ def _children(model, parent: str, key: str, wanted: dict[tuple[int, str], dateti
         return {}
     found = {
         (parent_pk, name): model(id=pk, **{parent: parent_pk, key: name})
-        for pk, parent_pk, name in _rows_in(model, parent, key, wanted)
+        for pk, parent_pk, name in sql.rows_in(model, parent, key, wanted)
     }
     missing = [
         model(**{parent: parent_pk, key: name}, first_received_at=at, last_received_at=at)
@@ -468,199 +466,25 @@ def _set_group(run: "Run | NewRun", group: FailureGroup | None) -> None:
         run.failure_group_id = group.pk if group else None
 
 
-@dataclass
-class Tally:
-    """A batch's changes to every counter, added up so each counter row is written once.
-
-    `add` is the one place that knows what a run contributes to which counter; prune and reprocess
-    use it too (through `count_run`)."""
-
-    projects: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
-    jobs: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
-    job_runs: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
-    groups: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    group_samples: dict[int, "Run | NewRun"] = field(default_factory=dict)
-    buckets: dict[tuple[int, datetime, str], int] = field(default_factory=lambda: defaultdict(int))
-    days: dict[tuple[int, date], int] = field(default_factory=lambda: defaultdict(int))
-    group_jobs: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
-    touched: dict[type, dict[int, datetime]] = field(default_factory=lambda: defaultdict(dict))
-
-    def touch(self, project: Project, job: Job | None, job_run: JobRun | None, at: datetime) -> None:
-        """A delivery arrived for these parents (their "last received" moves, even for repeats)."""
-        for row in (project, job, job_run):
-            if row is not None:
-                seen = self.touched[type(row)]
-                seen[row.pk] = max(seen.get(row.pk, at), at)
-
-    def add(self, run: Run, sign: int) -> None:
-        failed = 1 if run.status == "failed" else 0
-        self.projects[run.project_id][0] += sign
-        self.projects[run.project_id][1] += sign * failed
-        if run.job_id:
-            self.jobs[run.job_id][0] += sign
-            self.jobs[run.job_id][1] += sign * failed
-        if run.job_run_id:
-            column = {"completed": 1, "failed": 2}.get(run.status, 3)
-            self.job_runs[run.job_run_id][0] += sign
-            self.job_runs[run.job_run_id][column] += sign
-        hour = run.first_received_at.replace(minute=0, second=0, microsecond=0)
-        self.buckets[(run.project_id, hour, run.status)] += sign
-        if run.failure_group_id:
-            self.groups[run.failure_group_id] += sign
-            self.days[(run.failure_group_id, run.first_received_at.date())] += sign
-            if run.job_id:
-                self.group_jobs[(run.failure_group_id, run.job_id)] += sign
-            if sign > 0:
-                self.group_samples[run.failure_group_id] = run
-
-    def write(self) -> None:
-        """One executemany per counter table, rows in primary-key order."""
-        touched = self.touched
-        _add_to_rows(Project, ("run_count", "failed_count"), self.projects, touched[Project])
-        _add_to_rows(Job, ("run_count", "failed_count"), self.jobs, touched[Job])
-        _add_to_rows(JobRun, ("total", "completed", "failed", "other"), self.job_runs, touched[JobRun])
-        if self.groups:
-            rows = []
-            for pk in sorted(self.groups):
-                sample = self.group_samples.get(pk)
-                rows.append((
-                    self.groups[pk], sample.pk if sample else None,
-                    _moment(sample.last_received_at) if sample else None, pk,
-                ))  # fmt: skip
-            _execute_many(
-                f"UPDATE {_table(FailureGroup)} SET count = count + %s,"
-                " sample_run_id = COALESCE(%s, sample_run_id), last_seen = COALESCE(%s, last_seen)"
-                " WHERE id = %s",
-                rows,
-            )
-        _add_counts(RunTally, ("project_id", "hour", "status"), self.buckets)
-        _add_counts(FailureDay, ("group_id", "day"), self.days)
-        _add_counts(FailureJob, ("group_id", "job_id"), self.group_jobs)
-
-
-def _add_to_rows(model, columns: tuple[str, ...], deltas: dict, touched: dict[int, datetime]) -> None:
-    """Add per-row deltas to counter columns, and move last_received_at where a delivery came."""
-    pks = sorted(set(deltas) | set(touched))
-    if not pks:
-        return
-    zero = (0,) * len(columns)
-    sets = ", ".join(f"{column} = {column} + %s" for column in columns)
-    _execute_many(
-        f"UPDATE {_table(model)} SET {sets}, last_received_at = COALESCE(%s, last_received_at)"
-        " WHERE id = %s",
-        [(*deltas.get(pk, zero), _moment(touched.get(pk)), pk) for pk in pks],
-    )
-
-
-def _add_counts(model, key_columns: tuple[str, ...], counts: dict[tuple, int]) -> None:
-    """Add to count rows keyed by key_columns, creating the rows that do not exist yet."""
-    counts = {key: n for key, n in counts.items() if n}
-    if not counts:
-        return
-    # Keys as the database stores them, so they compare equal to the rows read back.
-    db_keys = {tuple(_db_value(v) for v in key): key for key in counts}
-    first = key_columns[0]
-    firsts = list({key[0] for key in db_keys})
-    # The existing rows, found through the unique index that starts with the first key column.
-    found = {
-        tuple(_db_value(v) for v in row[1:]): row[0]
-        for row in _rows(
-            f"SELECT id, {', '.join(key_columns)} FROM {_table(model)} WHERE {first} IN ({_marks(firsts)})",
-            firsts,
-        )
-    }
-    updates, inserts = [], []
-    for db_key, key in sorted(db_keys.items()):
-        pk = found.get(db_key)
-        if pk is not None:
-            updates.append((counts[key], pk))
-        elif counts[key] > 0:
-            inserts.append((*db_key, counts[key]))
-    if updates:
-        _execute_many(f"UPDATE {_table(model)} SET count = count + %s WHERE id = %s", updates)
-    if inserts:
-        _insert(model, (*key_columns, "count"), inserts)
-
-
-def _db_value(value):
-    if isinstance(value, datetime):
-        return _moment(value)
-    if isinstance(value, date):
-        return connection.ops.adapt_datefield_value(value)
-    return value
-
-
-# Raw SQL where the ORM's per-query cost dominates the webhook's hot path: the statements are
-# simple, and the ORM still builds the rows they point at.
-def _table(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _marks(values) -> str:
-    return ", ".join(["%s"] * len(values))
-
-
-_moments: dict[datetime, object] = {}
-
-
-def _moment(value: datetime | None):
-    """A datetime as the database takes it. Batches repeat the same few moments (the arrival
-    time) thousands of times, so adapted values are remembered for a while."""
-    if value is None:
-        return None
-    adapted = _moments.get(value)
-    if adapted is None:
-        if len(_moments) > 10_000:
-            _moments.clear()
-        adapted = _moments[value] = connection.ops.adapt_datetimefield_value(value)
-    return adapted
-
-
-def _rows(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def _execute_many(sql: str, rows: list[tuple]) -> None:
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-
-
-def _execute(sql: str, params: list) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-
-
-def _insert(model, columns: tuple[str, ...], rows: list[tuple]) -> list[int]:
-    """Insert rows and return their ids in order (RETURNING, as Django's bulk_create relies on)."""
-    ids: list[int] = []
-    per_statement = max(1, min(500, 30000 // len(columns)))  # SQLite allows 32766 parameters
-    one = f"({_marks(columns)})"
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        sql = (
-            f"INSERT INTO {_table(model)} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}"
-            " RETURNING id"
-        )
-        ids.extend(pk for (pk,) in _rows(sql, [value for row in chunk for value in row]))
-    return ids
-
-
-def _rows_in(model, parent: str, key: str, wanted) -> list[tuple]:
-    """(id, parent, key) of the rows whose (parent, key) pair is wanted."""
-    parents, keys = list({k[0] for k in wanted}), list({k[1] for k in wanted})
-    rows = _rows(
-        f"SELECT id, {parent}, {key} FROM {_table(model)}"
-        f" WHERE {parent} IN ({_marks(parents)}) AND {key} IN ({_marks(keys)})",
-        parents + keys,
-    )
-    return [row for row in rows if (row[1], row[2]) in wanted]
-
-
-def count_run(run: Run, sign: int) -> None:
-    """Add (+1) or remove (-1) one stored run's contribution to every counter, now."""
+def reapply(changed: list[tuple[Run, Incoming]]) -> None:
+    """For reprocessing: what store_many does for an update, with each run's own body at its own
+    last arrival: counters out, state re-applied (parents and failure groups found or created),
+    counters back in. Parents' last_received_at is not touched: no new delivery arrived."""
     tally = Tally()
-    tally.add(run, sign)
+    for run, _ in changed:
+        tally.add(run, -1)
+    items = [item for _, item in changed]
+    projects = _projects(items)
+    jobs = _jobs(items, projects)
+    job_runs = _job_runs(items, projects, jobs)
+    for run, item in changed:
+        p = item.parsed
+        project = projects[p.project_id]
+        job = jobs.get((project.pk, p.job_id))
+        job_run = job_runs.get((job.pk, p.job_run_id)) if job else None
+        _apply(run, p, project, job, job_run, run.content_sha256)
+    _assign_failure_groups(changed)
+    for run, _ in changed:
+        run.save()
+        tally.add(run, +1)
     tally.write()

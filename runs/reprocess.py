@@ -14,12 +14,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-# The storing rules live in ingest; reapplying a run's own body uses its steps directly (see
-# _reapply). A public `ingest.reapply` would be the better home for that: proposed.
-from runs.ingest import (
-    _STATE_FIELDS, Incoming, Tally, _apply, _assign_failure_groups, _job_runs, _jobs, _projects,
-    store_many,
-)  # fmt: skip
+from runs.ingest import STATE_FIELDS, Incoming, reapply, store_many
 from runs.models import Delivery, RejectedDelivery, Run
 from runs.payload import ParsedRun, Refused, fingerprint, normalise_message, parse
 
@@ -141,7 +136,7 @@ def reprocess_runs(*, dry_run: bool = False, on_item: Callable[[], None] = lambd
                     report.fields.update(fields)
                     changed.append((run, Incoming(parsed, raw, run.last_received_at)))
             if changed and not dry_run:
-                _reapply(changed)
+                reapply(changed)
     return report
 
 
@@ -154,7 +149,7 @@ def _bodies(runs: list[Run]) -> dict[int, bytes]:
 
 
 def _differences(run: Run, parsed: ParsedRun) -> list[str]:
-    changed = [name for name in _STATE_FIELDS if getattr(run, name) != getattr(parsed, name)]
+    changed = [name for name in STATE_FIELDS if getattr(run, name) != getattr(parsed, name)]
     identity = {
         "project": (run.project.project_id, parsed.project_id),
         "job": (run.job.job_id if run.job_id else "", parsed.job_id if parsed.job_id else ""),
@@ -171,27 +166,3 @@ def _differences(run: Run, parsed: ParsedRun) -> list[str]:
     elif parsed.is_failure != bool(run.failure_group_id):
         changed.append("failure_group")
     return changed
-
-
-def _reapply(changed: list[tuple[Run, Incoming]]) -> None:
-    """What ingest.store_many does for an update, with each run's own body at its own last
-    arrival: counters out, state re-applied (parents and failure groups found or created), counters
-    back in. Parents' last_received_at is not touched: no new delivery arrived."""
-    tally = Tally()
-    for run, _ in changed:
-        tally.add(run, -1)
-    items = [item for _, item in changed]
-    projects = _projects(items)
-    jobs = _jobs(items, projects)
-    job_runs = _job_runs(items, projects, jobs)
-    for run, item in changed:
-        p = item.parsed
-        project = projects[p.project_id]
-        job = jobs.get((project.pk, p.job_id))
-        job_run = job_runs.get((job.pk, p.job_run_id)) if job else None
-        _apply(run, p, project, job, job_run, run.content_sha256)
-    _assign_failure_groups(changed)
-    for run, _ in changed:
-        run.save()
-        tally.add(run, +1)
-    tally.write()

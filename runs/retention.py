@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Sum
 
-from runs.ingest import Tally
+from runs.counters import Tally
 from runs.models import Delivery, FailureDay, FailureGroup, FailureJob, JobRun, Run, RunTally
 
 BATCH_SIZE = 500

@@ -1,7 +1,7 @@
 """Small presentation helpers for the dashboard templates. Everything here returns plain strings
 that the template then auto-escapes; nothing is marked safe."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from django import template

@@ -1,0 +1,132 @@
+"""What a run contributes to each counter, added up per batch and written once per row.
+
+Pages read totals from these rows (Project, Job, JobRun, FailureGroup, RunTally, FailureDay,
+FailureJob) instead of counting runs. `Tally.add` is the one place that knows a run's
+contribution: storing adds it, an update takes the old state's out first, prune and reprocess
+take it out or put it back the same way.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from runs import sql
+from runs.models import FailureDay, FailureGroup, FailureJob, Job, JobRun, Project, Run, RunTally
+
+
+@dataclass
+class Tally:
+    """A batch's changes to every counter, added up so each counter row is written once."""
+
+    projects: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    jobs: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    job_runs: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
+    groups: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    group_samples: dict[int, Run] = field(default_factory=dict)
+    buckets: dict[tuple[int, datetime, str], int] = field(default_factory=lambda: defaultdict(int))
+    days: dict[tuple[int, date], int] = field(default_factory=lambda: defaultdict(int))
+    group_jobs: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+    touched: dict[type, dict[int, datetime]] = field(default_factory=lambda: defaultdict(dict))
+
+    def touch(self, project: Project, job: Job | None, job_run: JobRun | None, at: datetime) -> None:
+        """A delivery arrived for these parents (their "last received" moves, even for repeats)."""
+        for row in (project, job, job_run):
+            if row is not None:
+                seen = self.touched[type(row)]
+                seen[row.pk] = max(seen.get(row.pk, at), at)
+
+    def add(self, run: Run, sign: int) -> None:
+        failed = 1 if run.status == "failed" else 0
+        self.projects[run.project_id][0] += sign
+        self.projects[run.project_id][1] += sign * failed
+        if run.job_id:
+            self.jobs[run.job_id][0] += sign
+            self.jobs[run.job_id][1] += sign * failed
+        if run.job_run_id:
+            column = {"completed": 1, "failed": 2}.get(run.status, 3)
+            self.job_runs[run.job_run_id][0] += sign
+            self.job_runs[run.job_run_id][column] += sign
+        hour = run.first_received_at.replace(minute=0, second=0, microsecond=0)
+        self.buckets[(run.project_id, hour, run.status)] += sign
+        if run.failure_group_id:
+            self.groups[run.failure_group_id] += sign
+            self.days[(run.failure_group_id, run.first_received_at.date())] += sign
+            if run.job_id:
+                self.group_jobs[(run.failure_group_id, run.job_id)] += sign
+            if sign > 0:
+                self.group_samples[run.failure_group_id] = run
+
+    def write(self) -> None:
+        """One executemany per counter table, rows in primary-key order."""
+        touched = self.touched
+        _add_to_rows(Project, ("run_count", "failed_count"), self.projects, touched[Project])
+        _add_to_rows(Job, ("run_count", "failed_count"), self.jobs, touched[Job])
+        _add_to_rows(JobRun, ("total", "completed", "failed", "other"), self.job_runs, touched[JobRun])
+        if self.groups:
+            rows = []
+            for pk in sorted(self.groups):
+                sample = self.group_samples.get(pk)
+                rows.append((
+                    self.groups[pk], sample.pk if sample else None,
+                    sql.moment(sample.last_received_at) if sample else None, pk,
+                ))  # fmt: skip
+            sql.execute_many(
+                f"UPDATE {sql.table(FailureGroup)} SET count = count + %s,"
+                " sample_run_id = COALESCE(%s, sample_run_id), last_seen = COALESCE(%s, last_seen)"
+                " WHERE id = %s",
+                rows,
+            )
+        _add_counts(RunTally, ("project_id", "hour", "status"), self.buckets)
+        _add_counts(FailureDay, ("group_id", "day"), self.days)
+        _add_counts(FailureJob, ("group_id", "job_id"), self.group_jobs)
+
+
+def _add_to_rows(model, columns: tuple[str, ...], deltas: dict, touched: dict[int, datetime]) -> None:
+    """Add per-row deltas to counter columns, and move last_received_at where a delivery came."""
+    pks = sorted(set(deltas) | set(touched))
+    if not pks:
+        return
+    zero = (0,) * len(columns)
+    sets = ", ".join(f"{column} = {column} + %s" for column in columns)
+    sql.execute_many(
+        f"UPDATE {sql.table(model)} SET {sets}, last_received_at = COALESCE(%s, last_received_at)"
+        " WHERE id = %s",
+        [(*deltas.get(pk, zero), sql.moment(touched.get(pk)), pk) for pk in pks],
+    )
+
+
+def _add_counts(model, key_columns: tuple[str, ...], counts: dict[tuple, int]) -> None:
+    """Add to count rows keyed by key_columns, creating the rows that do not exist yet."""
+    counts = {key: n for key, n in counts.items() if n}
+    if not counts:
+        return
+    # Keys as the database stores them, so they compare equal to the rows read back.
+    db_keys = {tuple(sql.db_value(v) for v in key): key for key in counts}
+    first = key_columns[0]
+    firsts = list({key[0] for key in db_keys})
+    # The existing rows, found through the unique index that starts with the first key column.
+    found = {
+        tuple(sql.db_value(v) for v in row[1:]): row[0]
+        for row in sql.fetch_all(
+            f"SELECT id, {', '.join(key_columns)} FROM {sql.table(model)} WHERE {first} IN ({sql.marks(firsts)})",
+            firsts,
+        )
+    }
+    updates, inserts = [], []
+    for db_key, key in sorted(db_keys.items()):
+        pk = found.get(db_key)
+        if pk is not None:
+            updates.append((counts[key], pk))
+        elif counts[key] > 0:
+            inserts.append((*db_key, counts[key]))
+    if updates:
+        sql.execute_many(f"UPDATE {sql.table(model)} SET count = count + %s WHERE id = %s", updates)
+    if inserts:
+        sql.insert(model, (*key_columns, "count"), inserts)
+
+
+def count_run(run: Run, sign: int) -> None:
+    """Add (+1) or remove (-1) one stored run's contribution to every counter, now."""
+    tally = Tally()
+    tally.add(run, sign)
+    tally.write()

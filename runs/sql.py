@@ -1,0 +1,83 @@
+"""Plain SQL for the storing hot path, where the ORM's cost per statement outweighs the statement:
+simple SELECTs, INSERT ... RETURNING and executemany UPDATEs that run the same on SQLite and
+PostgreSQL (Django's cursor takes %s placeholders on both). The ORM still builds the rows they
+point at and owns the schema."""
+
+from datetime import date, datetime
+
+from django.db import connection
+
+
+def table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def marks(values) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+_moments: dict[datetime, object] = {}
+
+
+def moment(value: datetime | None):
+    """A datetime as the database takes it. Batches repeat the same few _moments (the arrival
+    time) thousands of times, so adapted values are remembered for a while."""
+    if value is None:
+        return None
+    adapted = _moments.get(value)
+    if adapted is None:
+        if len(_moments) > 10_000:
+            _moments.clear()
+        adapted = _moments[value] = connection.ops.adapt_datetimefield_value(value)
+    return adapted
+
+
+def fetch_all(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def execute_many(sql: str, rows: list[tuple]) -> None:
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def execute(sql: str, params: list) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def insert(model, columns: tuple[str, ...], rows: list[tuple]) -> list[int]:
+    """Insert rows and return their ids in order (RETURNING, as Django's bulk_create relies on)."""
+    ids: list[int] = []
+    per_statement = max(1, min(500, 30000 // len(columns)))  # SQLite allows 32766 parameters
+    one = f"({marks(columns)})"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        sql = (
+            f"INSERT INTO {table(model)} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}"
+            " RETURNING id"
+        )
+        ids.extend(pk for (pk,) in fetch_all(sql, [value for row in chunk for value in row]))
+    return ids
+
+
+def rows_in(model, parent: str, key: str, wanted) -> list[tuple]:
+    """(id, parent, key) of the rows whose (parent, key) pair is wanted."""
+    parents, keys = list({k[0] for k in wanted}), list({k[1] for k in wanted})
+    found = fetch_all(
+        f"SELECT id, {parent}, {key} FROM {table(model)}"
+        f" WHERE {parent} IN ({marks(parents)}) AND {key} IN ({marks(keys)})",
+        parents + keys,
+    )
+    return [row for row in found if (row[1], row[2]) in wanted]
+
+
+def db_value(value):
+    if isinstance(value, datetime):
+        return moment(value)
+    if isinstance(value, date):
+        return connection.ops.adapt_datefield_value(value)
+    return value
