@@ -1,11 +1,11 @@
 """Everything a delivery carries is hostile text: on every page, every field comes out escaped."""
 
 import json
-from html.parser import HTMLParser
 
 import pytest
 
 from runs.models import Delivery, FailureGroup, Job, JobRun, Project, RejectedDelivery, Run
+from tests.html_elements import Elements
 
 pytestmark = pytest.mark.django_db
 
@@ -56,27 +56,6 @@ def pages(run: Run) -> list[str]:
         f"/rejected/{rejected.pk}/", f"/deliveries/{delivery.pk}/", "/connect/",
         f"/runs/?failure_group={FailureGroup.objects.get().pk}", f"/runs/?api={HOSTILE}&error_code={ATTR}",
     ]  # fmt: skip
-
-
-class Elements(HTMLParser):
-    """The elements a browser would build: what matters is no payload becomes a tag or attribute."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.script_text: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-        self._in_script = tag == "script"
-
-    def handle_endtag(self, tag):
-        self._in_script = False
-
-    def handle_data(self, data):
-        if self._in_script and data.strip():
-            self.script_text.append(data)
 
 
 def assert_escaped(html: str, where: str) -> None:

@@ -3,11 +3,11 @@
 element, attribute or javascript: link, and every HTML answer carries a strict CSP."""
 
 import json
-from html.parser import HTMLParser
 
 import pytest
 
 from tests.conftest import Sink
+from tests.html_elements import Elements
 from tests.reliability.conftest import record
 from tests.reliability.pages import page_paths
 
@@ -79,25 +79,6 @@ def hostile_bodies(n: int, payload: str, url: str) -> list[dict]:
     return [documented, completed, newer, cancelled]
 
 
-class Elements(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.inline_script = False
-        self._in_script = False
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-        self._in_script = tag == "script"
-
-    def handle_endtag(self, tag):
-        self._in_script = False
-
-    def handle_data(self, data):
-        if self._in_script and data.strip():
-            self.inline_script = True
-
-
 def _scheme(value: str) -> str:
     # Browsers drop controls and whitespace anywhere in a scheme: "java\tscript:" is javascript:.
     return "".join(ch for ch in value if ord(ch) > 32).lower()
@@ -109,7 +90,7 @@ def assert_harmless(html: str, where: str) -> None:
             assert payload not in html, (where, payload)
     parsed = Elements()
     parsed.feed(html)
-    assert not parsed.inline_script, where
+    assert not parsed.script_text, where
     for tag, attrs in parsed.tags:
         assert tag not in ("img", "iframe", "object", "embed", "base", "math", "mglyph"), (where, tag, attrs)
         for name, value in attrs.items():
