@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--database-url", default="",
-                        help="also measure sinkdash on this PostgreSQL (two workers); it is flushed")  # fmt: skip
+                        help="also measure sinkdash on a fresh database on this PostgreSQL server (two workers)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=0, help="default: 1 on SQLite, 2 on PostgreSQL")
     parser.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -211,7 +211,7 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
         "",
         f"Rerun: `{rerun_command(['ingest', *argv])}`"
         + ("" if "--database-url" in argv else " (add `--database-url postgres://...` to measure PostgreSQL too)")
-        + ". A PostgreSQL database given here is flushed first.",
+        + ". On PostgreSQL a fresh database is made on that server and dropped afterwards.",
     ]
     return "\n".join(lines)
 
@@ -219,16 +219,15 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
 def measure(args, database_url: str) -> dict:
     workers = args.workers or (2 if database_url else 1)
 
+    from common import SINK_TOKEN, Site
+
+    # A fresh database for this run (on PostgreSQL: a new database on that server, dropped after),
+    # so counters are checked on this run's data alone and no one's data is touched.
+    site = Site("ingest-pg" if database_url else "ingest", database_url)
+    site.manage("migrate", "--noinput", "-v", "0")
     work = Path(tempfile.mkdtemp(prefix="sinkdash-bench-ingest-"))
-    token = "bench-token"
-    database = {"DATABASE_URL": database_url} if database_url else {}
-    env = {**os.environ, "SINKDASH_DATA_DIR": str(work / "data"), "SINKDASH_SINK_TOKEN": token,
-           "SINKDASH_LOG_LEVEL": "WARNING", **database}  # fmt: skip
-    if not database_url:
-        env.pop("DATABASE_URL", None)
-    subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    if database_url:  # a clean slate, so counters are checked on this run's data alone
-        subprocess.run([PY, "manage.py", "flush", "--noinput"], cwd=ROOT, env=env, check=True)
+    token = SINK_TOKEN
+    env = site.env
     floor_db = str(work / "floor.sqlite3")
     floor_env = {**os.environ, "FLOOR_DB": floor_db, "FLOOR_TOKEN": token}
 
@@ -266,6 +265,7 @@ def measure(args, database_url: str) -> dict:
     summary["ratio"] = summary["rps"]["sinkdash"] / summary["rps"]["floor"]
     print(json.dumps(summary, indent=2))
     shutil.rmtree(work, ignore_errors=True)
+    site.drop()
     return summary
 
 
