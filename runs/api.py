@@ -18,7 +18,7 @@ from ninja.security import HttpBearer, django_auth
 
 from runs import export, queries
 from runs.sink import accept
-from runs.models import Delivery, Run
+from runs.models import Delivery, RejectedDelivery, Run
 
 
 class ApiToken(HttpBearer):
@@ -221,10 +221,15 @@ def get_run(request: HttpRequest, run_id: str):
     summary="The exact bytes of one delivery",
 )
 def delivery_raw(request: HttpRequest, delivery_id: int):
-    raw = Delivery.objects.filter(pk=delivery_id).values_list("raw", flat=True).first()
+    return stored_bytes(Delivery, delivery_id, "delivery")
+
+
+def stored_bytes(model, pk: int, name: str):
+    """The exact bytes kept on a row, as a download, or a 404 naming what was asked for."""
+    raw = model.objects.filter(pk=pk).values_list("raw", flat=True).first()
     if raw is None:
-        return Status(404, {"detail": f"no delivery {delivery_id}"})
-    return raw_response(bytes(raw), f"delivery-{delivery_id}.json")
+        return Status(404, {"detail": f"no {model._meta.verbose_name} {pk}"})
+    return raw_response(bytes(raw), f"{name}-{pk}.json")
 
 
 def raw_response(raw: bytes, filename: str) -> HttpResponse:
@@ -390,12 +395,7 @@ def list_rejected(request: HttpRequest, limit: int = 50, cursor: int | None = No
 
 @api.get("/rejected/{rejected_id}/raw", response={200: None, 404: Error, 422: Error}, summary="A refused body")
 def rejected_raw(request: HttpRequest, rejected_id: int):
-    from runs.models import RejectedDelivery
-
-    raw = RejectedDelivery.objects.filter(pk=rejected_id).values_list("raw", flat=True).first()
-    if raw is None:
-        return Status(404, {"detail": f"no rejected delivery {rejected_id}"})
-    return raw_response(bytes(raw), f"rejected-{rejected_id}.json")
+    return stored_bytes(RejectedDelivery, rejected_id, "rejected")
 
 
 class SummaryOut(Schema):
