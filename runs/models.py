@@ -145,10 +145,17 @@ class FailureJob(models.Model):
 
 class Run(models.Model):
     run_id = models.TextField(unique=True)
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
+    # No single-column indexes on the foreign keys: run_by_project, run_by_job, run_by_job_run and
+    # run_by_failure_group start with the same column, so they serve the joins and cascades too,
+    # and each index less is one B-tree less to write per stored run.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="runs", db_index=False
+    )
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.CASCADE, related_name="runs", db_index=False
+    )
     job_run = models.ForeignKey(
-        JobRun, null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+        JobRun, null=True, blank=True, on_delete=models.CASCADE, related_name="runs", db_index=False
     )
     api_name = models.TextField(blank=True)
     status = models.TextField()
@@ -169,8 +176,9 @@ class Run(models.Model):
     trace_url = models.TextField(blank=True)
     log_url = models.TextField(blank=True)
     failure_group = models.ForeignKey(
-        FailureGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
-    )
+        FailureGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        db_index=False,
+    )  # fmt: skip
     content_sha256 = models.CharField(max_length=64, help_text="The body the run's state came from.")
     delivery_count = models.BigIntegerField(default=0)
     first_received_at = models.DateTimeField()
@@ -210,7 +218,8 @@ class Delivery(models.Model):
         DUPLICATE = "duplicate", "repeated a body already received"
         STALE = "stale", "older than the run's state, kept but not applied"
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="deliveries")
+    # delivery_by_run_sha starts with run_id: it serves a run's deliveries and the cascade too.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     received_at = models.DateTimeField()
     raw = models.BinaryField()
     sha256 = models.CharField(max_length=64)
