@@ -96,33 +96,20 @@ def _add_to_rows(model, columns: tuple[str, ...], deltas: dict, touched: dict[in
 
 
 def _add_counts(model, key_columns: tuple[str, ...], counts: dict[tuple, int]) -> None:
-    """Add to count rows keyed by key_columns, creating the rows that do not exist yet."""
-    counts = {key: n for key, n in counts.items() if n}
-    if not counts:
-        return
-    # Keys as the database stores them, so they compare equal to the rows read back.
-    db_keys = {tuple(sql.db_value(v) for v in key): key for key in counts}
-    first = key_columns[0]
-    firsts = list({key[0] for key in db_keys})
-    # The existing rows, found through the unique index that starts with the first key column.
-    found = {
-        tuple(sql.db_value(v) for v in row[1:]): row[0]
-        for row in sql.fetch_all(
-            f"SELECT id, {', '.join(key_columns)} FROM {sql.table(model)} WHERE {first} IN ({sql.marks(firsts)})",
-            firsts,
-        )
-    }
-    updates, inserts = [], []
-    for db_key, key in sorted(db_keys.items()):
-        pk = found.get(db_key)
-        if pk is not None:
-            updates.append((counts[key], pk))
-        elif counts[key] > 0:
-            inserts.append((*db_key, counts[key]))
-    if updates:
-        sql.execute_many(f"UPDATE {sql.table(model)} SET count = count + %s WHERE id = %s", updates)
-    if inserts:
-        sql.insert(model, (*key_columns, "count"), inserts)
+    """Add to count rows keyed by key_columns. Increments are one upsert on the unique constraint
+    over key_columns: atomic on both databases, so a row prune has just deleted is simply made
+    again. Decrements only ever meet rows that exist (the run was counted there)."""
+    # Keys as the database stores them, merged, so one statement never names a row twice.
+    merged: dict[tuple, int] = defaultdict(int)
+    for key, n in counts.items():
+        merged[tuple(sql.db_value(v) for v in key)] += n
+    up = [(*key, n) for key, n in sorted(merged.items()) if n > 0]
+    down = [(n, *key) for key, n in sorted(merged.items()) if n < 0]
+    if up:
+        sql.add_to_counts(model, key_columns, up)
+    if down:
+        where = " AND ".join(f"{column} = %s" for column in key_columns)
+        sql.execute_many(f"UPDATE {sql.table(model)} SET count = count + %s WHERE {where}", down)
 
 
 def count_run(run: Run, sign: int) -> None:

@@ -439,10 +439,15 @@ def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]]) -> None
             keys.append((run, (run.project_id, run.api_name, run.error_code, fingerprint(message), message)))
     if not keys:
         return
+    projects, fingerprints = list({k[0] for _, k in keys}), list({k[3] for _, k in keys})
     found = {
-        (g.project_id, g.api_name, g.error_code, g.fingerprint): g
-        for g in FailureGroup.objects.filter(
-            project_id__in={k[0] for _, k in keys}, fingerprint__in={k[3] for _, k in keys}
+        (project, api, code, digest): FailureGroup(
+            id=pk, project_id=project, api_name=api, error_code=code, fingerprint=digest
+        )
+        for pk, project, api, code, digest in sql.fetch_all(
+            f"SELECT id, project_id, api_name, error_code, fingerprint FROM {sql.table(FailureGroup)}"
+            f" WHERE project_id IN ({sql.marks(projects)}) AND fingerprint IN ({sql.marks(fingerprints)})",
+            projects + fingerprints,
         )
     }
     at = max(item.at for _, item in pairs)

@@ -49,19 +49,36 @@ def execute(sql: str, params: list) -> int:
         return cursor.rowcount
 
 
+def _chunks(rows: list[tuple]) -> list[list[tuple]]:
+    """Rows split so no statement passes SQLite's 32766 parameters."""
+    per_statement = max(1, min(500, 30000 // len(rows[0]))) if rows else 1
+    return [rows[start : start + per_statement] for start in range(0, len(rows), per_statement)]
+
+
+def _values(chunk: list[tuple]) -> str:
+    one = f"({marks(chunk[0])})"
+    return ", ".join([one] * len(chunk))
+
+
 def insert(model, columns: tuple[str, ...], rows: list[tuple]) -> list[int]:
     """Insert rows and return their ids in order (RETURNING, as Django's bulk_create relies on)."""
     ids: list[int] = []
-    per_statement = max(1, min(500, 30000 // len(columns)))  # SQLite allows 32766 parameters
-    one = f"({marks(columns)})"
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        sql = (
-            f"INSERT INTO {table(model)} ({', '.join(columns)}) VALUES {', '.join([one] * len(chunk))}"
-            " RETURNING id"
-        )
+    for chunk in _chunks(rows):
+        sql = f"INSERT INTO {table(model)} ({', '.join(columns)}) VALUES {_values(chunk)} RETURNING id"
         ids.extend(pk for (pk,) in fetch_all(sql, [value for row in chunk for value in row]))
     return ids
+
+
+def add_to_counts(model, key_columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """(*key, n) rows: add n to the count of the row with that key, creating it if there is none.
+    One upsert on the unique constraint over key_columns, the same on SQLite and PostgreSQL."""
+    name, keys = table(model), ", ".join(key_columns)
+    for chunk in _chunks(rows):
+        execute(
+            f"INSERT INTO {name} ({keys}, count) VALUES {_values(chunk)}"
+            f" ON CONFLICT ({keys}) DO UPDATE SET count = {name}.count + excluded.count",
+            [value for row in chunk for value in row],
+        )
 
 
 def rows_in(model, parent: str, key: str, wanted) -> list[tuple]:
