@@ -5,6 +5,7 @@ nothing is marked safe.
 Several of these run once or more per table row, so they are written to be cheap: a page of 50
 rows calls them hundreds of times."""
 
+import unicodedata
 from datetime import datetime
 from functools import cache
 from urllib.parse import quote, urlsplit
@@ -13,6 +14,7 @@ from django import template
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import Truncator, add_truncation_text, calculate_truncate_chars_length
 
 register = template.Library()
 
@@ -32,6 +34,19 @@ def web_url(value: str) -> str:
 def tone(status: str) -> str:
     """The CSS class of a status badge; the badge always shows the status as text too."""
     return {"completed": "ok", "failed": "bad"}.get(status, "other")
+
+
+@register.filter(is_safe=True)
+def clip(value: object, length: int) -> str:
+    """The text of truncatechars:length, for less: Truncator looks at every character to skip
+    combining ones, ~10-20 µs a call, and rows clip three or four strings each. Text that fits, or
+    that is ASCII (no combining characters), needs no such walk."""
+    text = unicodedata.normalize("NFC", str(value))  # as Truncator does, even when nothing is cut
+    if len(text) <= length:
+        return text
+    if text.isascii():
+        return add_truncation_text(text[: calculate_truncate_chars_length(length, None)])
+    return Truncator(text).chars(length)
 
 
 @register.filter
