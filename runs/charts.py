@@ -3,6 +3,7 @@ style, so bars are SVG rects whose sizes are attributes and whose colours come f
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from django.utils import timezone
 
@@ -71,14 +72,17 @@ class Spark:
 def sparkline(days: dict[date, int], today: date, length: int = 14) -> list[Spark]:
     """Failures per day for the last `length` days, as small bars."""
     span = [today - timedelta(days=length - 1 - i) for i in range(length)]
-    peak = max((days.get(d, 0) for d in span), default=0) or 1
-    step = SPARK_WIDTH / length
-    out = []
-    for i, day in enumerate(span):
-        n = days.get(day, 0)
-        h = max(round(SPARK_HEIGHT * n / peak, 1), 1.0 if n else 0.5)
-        out.append(Spark(round(i * step, 1), round(SPARK_HEIGHT - h, 1), h, f"{day}: {n}"))
-    return out
+    counts = [days.get(d, 0) for d in span]
+    peak = max(counts, default=0) or 1
+    return [_day(i, day, n, peak, length) for i, (day, n) in enumerate(zip(span, counts))]
+
+
+@lru_cache(maxsize=4096)
+def _day(i: int, day: date, n: int, peak: int, length: int) -> Spark:
+    # Cached: /failures/ draws 14 days a row, and most are alike across groups (no failures that
+    # day, or one of a few heights).
+    h = max(round(SPARK_HEIGHT * n / peak, 1), 1.0 if n else 0.5)
+    return Spark(round(i * (SPARK_WIDTH / length), 1), round(SPARK_HEIGHT - h, 1), h, f"{day}: {n}")
 
 
 @dataclass(frozen=True)

@@ -247,7 +247,6 @@ def failures(request: HttpRequest) -> HttpResponse:
         "project": project,
         "job": job,
         "projects": queries.projects_with_jobs(),
-        "chart": charts,
         "cursor": queries.latest_delivery_id() if cursor is None else None,
     }
     return _page(request, "runs/failures.html", context, "live" if _live(request) else "results")

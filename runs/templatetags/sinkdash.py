@@ -1,20 +1,23 @@
 """Small presentation helpers for the dashboard templates. Everything here returns plain strings
 that the template then auto-escapes, or markup from format_html, which escapes what it inserts;
-nothing is marked safe.
+nothing from a delivery is marked safe (the one mark_safe joins pieces format_html made).
 
 Several of these run once or more per table row, so they are written to be cheap: a page of 50
 rows calls them hundreds of times."""
 
 import unicodedata
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from urllib.parse import quote, urlsplit
 
 from django import template
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator, add_truncation_text, calculate_truncate_chars_length
+
+from runs.charts import SPARK_HEIGHT, SPARK_WIDTH, Spark, split
 
 register = template.Library()
 
@@ -151,10 +154,39 @@ def query_with(context, **changes) -> str:
     return query.urlencode()
 
 
+# The charts' SVG is built here rather than in a partial: tables draw one bar or 14 day bars a
+# row, and as template markup (with an include) each cost several times as much. Only numbers
+# and dates go in.
 
-@register.filter
-def shares(counts):
-    """A job run's (or any object with completed/failed/other) bar widths in percent."""
-    from runs.charts import split
 
-    return split(counts.completed, counts.failed, counts.other)
+@register.simple_tag
+def bar(counts) -> str:
+    """A job run's (or anything's with completed/failed/other) shares as one stacked bar."""
+    s = split(counts.completed, counts.failed, counts.other)
+    return format_html(
+        '<svg class="bar" viewBox="0 0 100 8" preserveAspectRatio="none" width="100%" height="8" role="img"'
+        ' aria-label="{} completed, {} failed, {} other"><rect class="track" width="100" height="8"/>'
+        '<rect class="ok" x="0" width="{}" height="8"/><rect class="bad" x="{}" width="{}" height="8"/>'
+        '<rect class="other" x="{}" width="{}" height="8"/></svg>',
+        counts.completed, counts.failed, counts.other, s.completed, s.failed_x, s.failed, s.other_x, s.other,
+    )  # fmt: skip
+
+
+_SPARK_SVG = (
+    f'<svg class="spark" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}"'
+    ' role="img" aria-label="failures per day, last 14 days">{}</svg>'
+)
+
+
+@register.simple_tag
+def sparkline(days: list[Spark]) -> str:
+    """A failure group's failures per day (charts.sparkline), each day's count on hover."""
+    return format_html(_SPARK_SVG, mark_safe("".join(map(_day_bar, days))))  # format_html's pieces
+
+
+@lru_cache(maxsize=4096)
+def _day_bar(day: Spark) -> str:
+    # Cached: most groups' days are alike (no failures that day, or one of a few heights).
+    return format_html(
+        '<rect x="{}" y="{}" width="4.6" height="{}"><title>{}</title></rect>', day.x, day.y, day.height, day.title
+    )
