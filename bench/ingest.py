@@ -240,8 +240,9 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
            " sinkdash's schema does with bare sqlite3 and no Python at all: most of that is the dozen indexes"
            " the dashboard's filters and pages read through (bench/ingest_parts.py drops them to show it)."
            " sinkdash's own Python adds about a third on top, and its HTTP side costs what the floor's does."
-           " Reaching 0.5 would take a schema with far fewer indexes per run, or storing the raw body first"
-           " and indexing it later, which the target's \"counters exact\" at acknowledgement rules out."
+           " Reaching 0.5 would take a schema with far fewer indexes per run. Committing only the raw body"
+           " and indexing it later would move the cost rather than remove it: under sustained load the"
+           " backlog would grow, and the pages and counters would lag what was acknowledged."
            " Profiles: py-spy on the server under wrk."),  # fmt: skip
         "",
         f"Rerun: `{rerun_command(['ingest', *argv])}`"
