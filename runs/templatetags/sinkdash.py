@@ -6,7 +6,7 @@ Several of these run once or more per table row, so they are written to be cheap
 rows calls them hundreds of times."""
 
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache, lru_cache
 from urllib.parse import quote, urlsplit
 
@@ -112,11 +112,10 @@ def when(moment: datetime | None) -> str:
     than in an included template, which costs several times as much, and pages show one or two a
     row."""
     if not moment:
-        return format_html('<span class="muted">never</span>')
-    local = timezone.template_localtime(moment)  # what the |date filter would format
-    return format_html(
-        '<time datetime="{}" title="{} UTC">{}</time>', local.isoformat(), f"{local:%Y-%m-%d %H:%M:%S}", ago(moment)
-    )
+        return format_html('<span class="muted">{}</span>', "never")
+    # The title says UTC, as settings.TIME_ZONE does; "YYYY-MM-DD HH:MM:SS" is in the ISO form.
+    iso = moment.astimezone(UTC).isoformat()
+    return format_html('<time datetime="{}" title="{} UTC">{}</time>', iso, f"{iso[:10]} {iso[11:19]}", ago(moment))
 
 
 # Django's {% url %} arguments are quoted with these left as they are (RFC 3986 pchar).
