@@ -103,6 +103,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # retried by the sender, rather than hanging the request.
     lock_ms = env_int("SINKDASH_SQLITE_TIMEOUT", 20) * 1000
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c lock_timeout={lock_ms}"
+    # Parameters travel apart from the query instead of being quoted into it by psycopg in
+    # Python: an import batch carries 2,000 raw bodies, and quoting them took a quarter of its
+    # time. Inserts stay under PostgreSQL's 65,535 parameters (runs.sql chunks them by 500 rows).
+    DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
