@@ -16,7 +16,7 @@ from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import ValidationError
 from ninja.security import HttpBearer, django_auth
 
-from runs import export, queries
+from runs import converters, export, queries  # noqa: F401  (converters: "run_id" in paths)
 from runs.sink import accept
 from runs.models import Delivery, RejectedDelivery, Run
 
@@ -191,7 +191,7 @@ class RunDetail(RunItem):
     deliveries: list[DeliveryItem]
 
 
-@api.get("/runs/{run_id}", response={200: RunDetail, 404: Error}, summary="One run in full")
+@api.get("/runs/{run_id:run_id}", response={200: RunDetail, 404: Error}, summary="One run in full")
 def get_run(request: HttpRequest, run_id: str):
     run = queries.run_detail(run_id)
     if run is None:

@@ -1,12 +1,12 @@
 from django.urls import path
 
-from runs import signin, views
+from runs import converters, signin, views  # noqa: F401  (converters: "run_id")
 
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("runs/", views.run_list, name="run-list"),
-    path("runs/<path:run_id>/result.json", views.run_result, name="run-result"),
-    path("runs/<path:run_id>/", views.run_detail, name="run"),
+    path("runs/<run_id:run_id>/result.json", views.run_result, name="run-result"),
+    path("runs/<run_id:run_id>/", views.run_detail, name="run"),
     path("deliveries/<int:delivery_id>/", views.delivery_body, name="delivery"),
     path("failures/", views.failures, name="failures"),
     path("projects/<int:pk>/", views.project_detail, name="project"),

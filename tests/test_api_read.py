@@ -2,6 +2,7 @@
 failures, the quarantine and the summary."""
 
 import json
+from urllib.parse import quote
 
 import pytest
 from django.utils import timezone
@@ -105,6 +106,14 @@ def test_run_detail(signed_in, loaded, sink):
     assert detail["delivery_count"] == 2
     assert [d["size"] > 0 for d in detail["deliveries"]] == [True, True]
     assert detail["deliveries"][0]["sha256"] == detail["deliveries"][1]["sha256"]
+
+
+@pytest.mark.parametrize("run_id", ["a/b?c#d", "line\nbreak\tid", "export-not"])
+def test_run_detail_of_any_run_id(signed_in, sink, run_id):
+    sink.post(newer_body(run_id))
+    detail = signed_in.get("/api/runs/" + quote(run_id, safe="/"))
+    assert detail.status_code == 200
+    assert detail.json()["run_id"] == run_id
 
 
 def test_unknown_run_delivery_and_job_run_are_404(signed_in):

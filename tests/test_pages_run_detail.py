@@ -107,6 +107,16 @@ def test_run_ids_with_slashes_and_odd_characters_open(sink, signed_in):
     assert signed_in.get("/runs/a/b%3Fc%23d/").status_code == 200
 
 
+def test_run_ids_with_line_breaks_are_linked_and_open(sink, signed_in):
+    # A run id is any string a body carries; Django's `path` converter stops at a newline.
+    sink.post(documented_body("line\nbreak\r\tid"))
+    list_body = signed_in.get("/runs/").content.decode()
+    assert 'href="/runs/line%0Abreak%0D%09id/"' in list_body
+    page = signed_in.get("/runs/line%0Abreak%0D%09id/")
+    assert page.status_code == 200
+    assert signed_in.get("/runs/line%0Abreak%0D%09id/result.json").status_code == 200
+
+
 def test_htmx_request_gets_a_fragment(sink, signed_in):
     sink.post(documented_body("r-6"))
     body = signed_in.get("/runs/r-6/", headers={"HX-Request": "true"}).content.decode()
