@@ -183,10 +183,19 @@ class Page:
     next_cursor: str | None
 
 
+# Lists show a run's identity, status and error, never its parameters, result or extra fields;
+# those are read on the run's own page only (a result may be 2 MB, and a list shows 50 runs).
+_NOT_LISTED = ("parameters_json", "result_json", "extra_json")
+
+
+def _listed(runs: QuerySet[Run]) -> QuerySet[Run]:
+    return runs.select_related("project", "job", "job_run").defer(*_NOT_LISTED)
+
+
 def run_page(f: RunFilter) -> Page:
     pages = []
     for one in per_status(f):
-        runs = filter_runs(one).select_related("project", "job", "job_run")
+        runs = _listed(filter_runs(one))
         if f.cursor is not None:
             runs = runs.filter(id__lt=f.cursor)
         pages.append(list(runs[: f.limit + 1]))
@@ -198,7 +207,7 @@ def run_page(f: RunFilter) -> Page:
 
 def runs_after(f: RunFilter, after_id: int, limit: int = MAX_LIMIT) -> list[Run]:
     """Runs newer than a row-id cursor that match the filter (the live run list)."""
-    runs = filter_runs(f).filter(id__gt=after_id).select_related("project", "job", "job_run")
+    runs = _listed(filter_runs(f).filter(id__gt=after_id))
     return list(runs[:limit])
 
 
@@ -235,8 +244,10 @@ class FailureFilter:
 
 
 def failure_page(f: FailureFilter) -> Page:
-    groups = FailureGroup.objects.select_related("project", "sample_run").order_by(
-        "-last_seen", "-id"
+    groups = (
+        FailureGroup.objects.select_related("project", "sample_run")
+        .defer(*(f"sample_run__{name}" for name in _NOT_LISTED))
+        .order_by("-last_seen", "-id")
     )
     if f.project:
         groups = groups.filter(project_id__in=_ids(Project, project_id=f.project))
@@ -393,7 +404,7 @@ def error_codes_seen(limit: int = 200) -> list[str]:
 def job_run_runs(job_run: JobRun, *, failed: bool, limit: int = DEFAULT_LIMIT) -> list[Run]:
     """A job run's latest failed runs, or its latest other runs (the job run page, failures first);
     both through the (job_run, status, id) index."""
-    runs = Run.objects.filter(job_run=job_run).select_related("project", "job", "job_run")
+    runs = _listed(Run.objects.filter(job_run=job_run))
     runs = runs.filter(status="failed") if failed else runs.exclude(status="failed")
     return list(runs.order_by("-id")[:limit])
 
@@ -401,12 +412,10 @@ def job_run_runs(job_run: JobRun, *, failed: bool, limit: int = DEFAULT_LIMIT) -
 def same_parameters(run: Run, limit: int = 20) -> list[Run]:
     """Runs of the same API with equal parameters in other job runs of the project, newest first,
     through the run_same_parameters index."""
-    runs = (
+    runs = _listed(
         Run.objects.filter(
             project_id=run.project_id, api_name=run.api_name, parameters_sha256=run.parameters_sha256
-        )
-        .exclude(pk=run.pk)
-        .select_related("project", "job", "job_run")
+        ).exclude(pk=run.pk)
     )
     if run.job_run_id:
         runs = runs.exclude(job_run_id=run.job_run_id)
@@ -455,5 +464,5 @@ def latest_rejected_id() -> int:
 
 
 def latest_runs_of_project(project: Project, limit: int = 10) -> list[Run]:
-    runs = Run.objects.filter(project=project).select_related("project", "job", "job_run")
+    runs = _listed(Run.objects.filter(project=project))
     return list(runs.order_by("-id")[:limit])
