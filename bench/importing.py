@@ -139,7 +139,7 @@ def _report(args, at, site, data, imported, floor_figures, counts, size) -> None
         + ("**all right**" if counters_ok else f"**{counts['mismatch_count']} mismatches**")
         + f": {counts['runs']:,} runs, {counts['deliveries']:,} deliveries, {counts['job_runs']:,} job runs "
         f"(sum of totals = runs with a job run), {counts['failed']:,} failed runs in {counts['failure_groups']:,} "
-        f"failure groups (group counts and per-day sums equal the failed runs per group; "
+        f"failure groups (group counts, per-day sums and per-job counts equal the failed runs per group; "
         f"{counts['failed_without_group']} failed runs without a group), tallies equal runs per project and status.",
         f"- Database size after the import: {size / 2**20:,.0f} MB = {size / max(reached, 1):,.0f} bytes/run "
         "(every delivery's raw body is kept beside the parsed run).",

@@ -216,6 +216,11 @@ def recount() -> dict:
     compare("failure group", Counter(dict(_rows("SELECT id, count FROM runs_failuregroup"))), Counter(dict(groups)))
     compare("failure days (sum per group)", Counter(dict(_rows("SELECT group_id, sum(count) FROM runs_failureday GROUP BY group_id"))),
             Counter(dict(groups)))  # fmt: skip
+    compare("failure jobs (per group and job)",
+            +Counter({(g, j): n for g, j, n in _rows("SELECT group_id, job_id, count FROM runs_failurejob")}),
+            Counter({(g, j): n for g, j, n in _rows(
+                "SELECT failure_group_id, job_id, count(*) FROM runs_run"
+                " WHERE failure_group_id IS NOT NULL AND job_id IS NOT NULL GROUP BY failure_group_id, job_id")}))  # fmt: skip
     compare("tally (per project and status)",
             Counter({(p, s): n for p, s, n in _rows("SELECT project_id, status, sum(count) FROM runs_runtally GROUP BY project_id, status")}),
             Counter({(p, s): n for p, s, n in by_project}))  # fmt: skip
