@@ -34,7 +34,7 @@ def routes(fx: dict) -> list[tuple[str, str]]:
         ("/runs/ since/until (a second mid-data)", runs(since=fx["since_mid"], until=fx["until_mid"])),
         ("/runs/ deep cursor (oldest page)", runs(cursor=fx["deep_cursor"])),
         ("/runs/ status=failed deep cursor", runs(status="failed", cursor=fx["deep_failed_cursor"])),
-        ("/runs/ live poll, nothing new", runs(after=fx["newest_id"])),
+        ("/runs/ live poll, nothing new", runs(after=fx["newest_id"], delivered=fx["latest_delivery_id"])),
         ("run detail (list API)", f"/runs/{quote(fx['run_list_api'])}/"),
         ("run detail (unique parameters)", f"/runs/{quote(fx['run_unique_params'])}/"),
         ("/failures/", "/failures/"),

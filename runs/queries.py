@@ -211,6 +211,28 @@ def runs_after(f: RunFilter, after_id: int, limit: int = MAX_LIMIT) -> list[Run]
     return list(runs[:limit])
 
 
+def runs_updated(
+    f: RunFilter, after_delivery: int, up_to_delivery: int, up_to_run: int
+) -> tuple[list[Run], list[int]]:
+    """Runs the live list may already show (id <= up_to_run) that a later body changed: an
+    "updated" delivery in (after_delivery, up_to_delivery]. Returns those that still match the
+    filter, to redraw, and the ids of those that no longer do, to take off the list. The deliveries
+    are read by primary-key range: one poll's worth of arrivals."""
+    from runs.models import Delivery
+
+    changed = list(
+        Delivery.objects.filter(
+            id__gt=after_delivery, id__lte=up_to_delivery, outcome=Delivery.Outcome.UPDATED,
+            run_id__lte=up_to_run,
+        ).values_list("run_id", flat=True).distinct()[:MAX_LIMIT]
+    )  # fmt: skip
+    if not changed:
+        return [], []
+    still = list(_listed(filter_runs(f).filter(id__in=changed)))
+    matching = {run.id for run in still}
+    return still, sorted(set(changed) - matching, reverse=True)
+
+
 def run_detail(run_id: str) -> Run | None:
     return (
         Run.objects.select_related("project", "job", "job_run", "failure_group")

@@ -139,18 +139,31 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "total": queries.filter_total(f),
         # Only the first page follows new runs; an "older" page stays put.
         "live_cursor": queries.latest_run_id() if f.cursor is None else None,
+        "delivery_cursor": queries.latest_delivery_id(),
     }
     return _page(request, "runs/list.html", context, "results")
 
 
 def _new_runs(request: HttpRequest, f: queries.RunFilter, after: int) -> HttpResponse:
-    """Rows newer than the cursor that match the list's filters, plus the poller with the new cursor."""
+    """The live list's poll: rows newer than the run cursor that match the filters, rows already
+    listed that a later body changed (redrawn, or removed once they no longer match), and the
+    poller with both cursors moved on."""
+    delivered = _cursor(request, "delivered")
+    top = queries.latest_delivery_id()
+    if delivered is not None and delivered >= top:
+        return HttpResponse(status=NO_CHANGE)  # no body arrived at all since the last poll
     runs = queries.runs_after(f, after)
-    if not runs:
-        return HttpResponse(status=NO_CHANGE)
-    return render(
-        request, "runs/list.html#new-rows", {"runs": runs, "live_cursor": runs[0].id, "fresh": True}
-    )
+    if delivered is None:  # a poller from before the delivery cursor: new rows only
+        if not runs:
+            return HttpResponse(status=NO_CHANGE)
+        changed, gone = [], []
+    else:
+        changed, gone = queries.runs_updated(f, delivered, top, after)
+    context = {
+        "runs": runs, "changed": changed, "gone": gone, "fresh": True,
+        "live_cursor": runs[0].id if runs else after, "delivery_cursor": top,
+    }  # fmt: skip
+    return render(request, "runs/list.html#new-rows", context)
 
 
 # --- One run

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from runs.models import Run
+from runs.models import Delivery, Run
 from tests.conftest import documented_body, newer_body
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +28,11 @@ def runs(sink):
 
 
 def listed(response) -> list[str]:
-    return re.findall(r'<a href="/runs/([^/"]+)/">', response.content.decode())
+    return listed_in(response.content.decode())
+
+
+def listed_in(html: str) -> list[str]:
+    return re.findall(r'<a href="/runs/([^/"]+)/">', html)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +132,11 @@ def test_live_poll_returns_only_new_rows_that_match(runs, sink, signed_in):
     poll = re.search(r'id="live-runs"[^>]*hx-get="([^"]+)"', page)[1].replace("&amp;", "&")
     assert signed_in.get(poll, headers={"HX-Request": "true"}).status_code == 204
     sink.post(documented_body("new-ok"))
-    assert signed_in.get(poll, headers={"HX-Request": "true"}).status_code == 204
+    # A body arrived that this list does not show: no rows, only the poller, moved past it.
+    skipped = signed_in.get(poll, headers={"HX-Request": "true"})
+    assert listed(skipped) == []
+    delivered = Delivery.objects.latest("id").id
+    assert f"delivered={delivered}" in skipped.content.decode()
     sink.post(newer_body("new-bad", failed=True))
     response = signed_in.get(poll, headers={"HX-Request": "true"})
     body = response.content.decode()
@@ -138,6 +146,26 @@ def test_live_poll_returns_only_new_rows_that_match(runs, sink, signed_in):
     assert 'hx-swap-oob="true"' in body
     newest = Run.objects.get(run_id="new-bad").id
     assert f"after={newest}" in body and "status=failed" in body
+
+
+def test_live_poll_redraws_rows_a_later_body_changed(sink, signed_in):
+    sink.post(documented_body("flaky", status="failed"))
+    sink.post(documented_body("steady"))
+    everything = signed_in.get("/runs/").content.decode()
+    failed_only = signed_in.get("/runs/?status=failed").content.decode()
+    polls = [re.search(r'id="live-runs"[^>]*hx-get="([^"]+)"', page)[1].replace("&amp;", "&")
+             for page in (everything, failed_only)]  # fmt: skip
+    assert sink.post(documented_body("flaky", result={"ok": "second try"})).status_code == 200
+    pk = Run.objects.get(run_id="flaky").pk
+
+    redrawn = signed_in.get(polls[0], headers={"HX-Request": "true"}).content.decode()
+    row = re.search(rf'<tr id="run-{pk}"[^>]*>.*?</tr>', redrawn, re.S)[0]
+    assert 'hx-swap-oob="true"' in row and ">completed</span>" in row
+    assert listed_in(redrawn) == ["flaky"]  # that row only: "steady" did not change
+
+    removed = signed_in.get(polls[1], headers={"HX-Request": "true"}).content.decode()
+    assert f'<tr id="run-{pk}" hx-swap-oob="delete"></tr>' in removed
+    assert listed_in(removed) == []
 
 
 def test_empty_list_says_so(signed_in):

@@ -68,6 +68,23 @@ def test_new_deliveries_appear_without_reload_only_where_they_match(dash, sender
     assert dash.locator("#rows tr").first.get_attribute("id") == dash.locator("#rows tr:has(a[href='/runs/f-new/'])").get_attribute("id")
 
 
+def test_a_run_that_changes_is_redrawn_or_leaves_a_filtered_list(dash, sender):
+    sender.post(documented_body("flaky", status="failed"))
+    dash.goto(dash.base + "/runs/")
+    failed_list = dash.context.new_page()
+    failed_list.goto(dash.base + "/runs/?status=failed")
+    expect(row(failed_list, "flaky")).to_be_visible()
+    dash.evaluate("window.sinkdashNotReloaded = true")
+
+    sender.post(documented_body("flaky", result={"ok": "second try"}))  # a later, different body
+    badge = dash.locator("#rows tr:has(a[href='/runs/flaky/']) .badge")
+    expect(badge).to_have_text("completed", timeout=2500)
+    expect(dash.locator("#rows a[href='/runs/flaky/']")).to_have_count(1)
+    assert dash.evaluate("window.sinkdashNotReloaded") is True
+    expect(row(failed_list, "flaky")).to_have_count(0, timeout=2500)
+    failed_list.close()
+
+
 def test_pause_holds_the_live_list_until_resumed(dash, sender):
     sender.post(documented_body("c-0"))
     dash.goto(dash.base + "/runs/")
