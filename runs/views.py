@@ -7,7 +7,8 @@ Live updates are htmx polling against a row-id cursor, not Server-Sent Events: t
 newest Run or Delivery id the page has seen) lives in the page and the rows live in the database,
 so any server process, WSGI or ASGI, SQLite or PostgreSQL, can answer the next poll, and no
 process keeps a connection or state per open tab. A poll with nothing new is one primary-key
-lookup answered with 204, which htmx leaves alone. app.js fires the ticks, only while the tab is
+lookup answered with 204, which htmx leaves alone. The run list carries both cursors: run ids
+for new rows, delivery ids for rows a later body changed. app.js fires the ticks, only while the tab is
 visible (and, for the run list, not paused), because htmx's own conditional triggers need eval,
 which the CSP forbids.
 """
