@@ -137,6 +137,7 @@ class RunQuery(Schema):
     api: str = ""
     error_code: str = ""
     failure_group: str = ""
+    parameters: str = ""
     q: str = ""
     since: str = ""
     until: str = ""
@@ -178,6 +179,7 @@ class DeliveryItem(Schema):
 
 class RunDetail(RunItem):
     parameters: Any
+    parameters_sha256: str  # GET /api/runs?project=&api=&parameters=<this> lists its twins
     result: Any
     extra: dict[str, Any]
     auth_session_id: str
@@ -199,6 +201,7 @@ def get_run(request: HttpRequest, run_id: str):
     return {
         **RunItem.of(run),
         "parameters": json.loads(run.parameters_json),
+        "parameters_sha256": run.parameters_sha256,
         "result": json.loads(run.result_json),
         "extra": json.loads(run.extra_json),
         "auth_session_id": run.auth_session_id,

@@ -2,6 +2,7 @@
 page (keyset on id, newest first), and every total comes from a counter row."""
 
 import heapq
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ class RunFilter:
     api: str = ""
     error_code: str = ""
     failure_group: int | None = None
+    parameters: str = ""  # Run.parameters_sha256: runs of one API called with the same parameters
     q: str = ""
     since: datetime | None = None
     until: datetime | None = None
@@ -63,6 +65,7 @@ class RunFilter:
             api=one("api"),
             error_code=one("error_code"),
             failure_group=_int(one("failure_group"), "failure_group"),
+            parameters=_parameters(one("parameters"), one("project"), one("api")),
             q=one("q")[:200],
             since=_moment(one("since"), "since", end=False),
             until=_moment(one("until"), "until", end=True),
@@ -72,6 +75,18 @@ class RunFilter:
 
     def is_empty(self) -> bool:
         return self == RunFilter(limit=self.limit, cursor=self.cursor)
+
+
+def _parameters(digest: str, project: str, api: str) -> str:
+    """A parameters digest narrows one project's API: only with both does run_same_parameters
+    (project, api, digest, id) serve the list; alone it would read every run."""
+    if not digest:
+        return ""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise BadFilter(f"parameters must be a run's parameters digest (64 hex digits), not {digest[:80]!r}")
+    if not project or not api:
+        raise BadFilter("parameters needs project and api as well (the link on a run's page has them)")
+    return digest
 
 
 def _int(value: str, name: str) -> int | None:
@@ -125,6 +140,8 @@ def filter_runs(f: RunFilter) -> QuerySet[Run]:
         runs = runs.filter(error_code=f.error_code)
     if f.failure_group is not None:
         runs = runs.filter(failure_group_id=f.failure_group)
+    if f.parameters:
+        runs = runs.filter(parameters_sha256=f.parameters)
     if f.q:
         runs = runs.filter(_search(f.q))
     low, high = id_bounds(f.since, f.until)
@@ -360,7 +377,7 @@ def latest_rejected() -> RejectedDelivery | None:
 def filter_total(f: RunFilter) -> int | None:
     """How many runs match, when a counter row knows it; None when only a count could tell
     (free text, time ranges, API or error code filters are not counted anywhere)."""
-    if f.q or f.since or f.until or f.api or f.error_code:
+    if f.q or f.since or f.until or f.api or f.error_code or f.parameters:
         return None
     narrowing = [name for name in ("project", "job", "job_run") if getattr(f, name)]
     statuses = set(f.statuses)

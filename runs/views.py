@@ -23,6 +23,7 @@ from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
@@ -184,8 +185,17 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
         "extra": _pretty(run.extra_json) if run.extra_json not in ("{}", "") else "",
         "deliveries": list(queries.deliveries_of(run)),
         "same_parameters": queries.same_parameters(run),
+        "same_parameters_url": _same_parameters_url(run),
     }
     return _page(request, "runs/run.html", context)
+
+
+def _same_parameters_url(run) -> str:
+    """The run list narrowed to this API's runs with these exact parameters, in every job run."""
+    if not (run.api_name and run.parameters_sha256):
+        return ""
+    query = {"project": run.project.project_id, "api": run.api_name, "parameters": run.parameters_sha256}
+    return f"{reverse('run-list')}?{urlencode(query)}"
 
 
 def _indented(value: object) -> str:

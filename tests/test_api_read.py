@@ -83,7 +83,10 @@ def test_keyset_pages_are_stable_while_new_runs_arrive(signed_in, loaded, sink):
     assert [i["run_id"] for i in third["items"]] == ["a1"] and third["next_cursor"] is None
 
 
-@pytest.mark.parametrize("query", ["limit=abc", "cursor=x", "since=yesterday", "failure_group=z"])
+@pytest.mark.parametrize("query", [
+    "limit=abc", "cursor=x", "since=yesterday", "failure_group=z",
+    "parameters=not-a-digest&project=proj-1&api=product-details", "parameters=" + "a" * 64,
+])  # fmt: skip
 def test_bad_filter_values_are_422(signed_in, query):
     response = signed_in.get(f"/api/runs?{query}")
     assert response.status_code == 422
@@ -114,6 +117,17 @@ def test_run_detail_of_any_run_id(signed_in, sink, run_id):
     detail = signed_in.get("/api/runs/" + quote(run_id, safe="/"))
     assert detail.status_code == 200
     assert detail.json()["run_id"] == run_id
+
+
+def test_runs_with_the_same_parameters(signed_in, sink):
+    sink.post(documented_body("p1", parameters={"q": "boots", "page": 1}))
+    sink.post(documented_body("p2", parameters={"page": 1, "q": "boots"}, job_run="jr-9"))
+    sink.post(documented_body("p3", parameters={"q": "boots", "page": 2}))
+    digest = signed_in.get("/api/runs/p1").json()["parameters_sha256"]
+    found = signed_in.get(f"/api/runs?project=proj-1&api=product-details&parameters={digest}").json()
+    assert [item["run_id"] for item in found["items"]] == ["p2", "p1"]
+    exported = signed_in.get(f"/api/runs/export?format=jsonl&project=proj-1&api=product-details&parameters={digest}")
+    assert [json.loads(line)["run_id"] for line in b"".join(exported.streaming_content).splitlines()] == ["p2", "p1"]
 
 
 def test_unknown_run_delivery_and_job_run_are_404(signed_in):

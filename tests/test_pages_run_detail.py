@@ -2,6 +2,7 @@
 links to the same failure and the same parameters elsewhere."""
 
 import json
+import re
 
 import pytest
 
@@ -84,6 +85,23 @@ def test_same_parameters_in_other_job_runs_are_linked(sink, signed_in):
     body = signed_in.get("/runs/a/").content.decode()
     assert 'href="/runs/b/"' in body
     assert 'href="/runs/c/"' not in body and 'href="/runs/d/"' not in body
+
+
+def test_every_run_with_the_same_parameters_is_one_link_away(sink, signed_in):
+    params = {"url": "https://shop.example/p/77", "page": 2}
+    sink.post(documented_body("a", parameters=params, job_run="jr-1"))
+    sink.post(documented_body("b", parameters={"page": 2, "url": "https://shop.example/p/77"}, job_run="jr-1"))
+    sink.post(documented_body("c", parameters=params, api="other-api"))
+    sink.post(documented_body("d", parameters={"url": "https://shop.example/p/78", "page": 2}))
+    page = signed_in.get("/runs/a/").content.decode()
+    link = re.search(r'<a href="([^"]+)">Every run of product-details with these parameters</a>', page)[1]
+    listing = signed_in.get(link.replace("&amp;", "&"))
+    assert listing.status_code == 200
+    body = listing.content.decode()
+    # Both runs of that API with those parameters (key order does not matter), in any job run.
+    assert 'href="/runs/a/"' in body and 'href="/runs/b/"' in body
+    assert 'href="/runs/c/"' not in body and 'href="/runs/d/"' not in body
+    assert "Called with the same parameters" in body
 
 
 def test_links_that_are_not_web_addresses_are_not_links(sink, signed_in):
