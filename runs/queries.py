@@ -229,18 +229,18 @@ def runs_after(f: RunFilter, after_id: int, limit: int = MAX_LIMIT) -> list[Run]
 
 
 def runs_updated(
-    f: RunFilter, after_delivery: int, up_to_delivery: int, up_to_run: int
+    f: RunFilter, after_delivery: int, up_to_delivery: int, shown: tuple[int, int]
 ) -> tuple[list[Run], list[int]]:
-    """Runs the live list may already show (id <= up_to_run) that a later body changed: an
-    "updated" delivery in (after_delivery, up_to_delivery]. Returns those that still match the
-    filter, to redraw, and the ids of those that no longer do, to take off the list. The deliveries
-    are read by primary-key range: one poll's worth of arrivals."""
+    """Runs in the id range the live list shows that a later body changed: an "updated" delivery
+    in (after_delivery, up_to_delivery]. Returns those that still match the filter, to redraw,
+    and the ids of those that no longer do, to take off the list. The deliveries are read by
+    primary-key range: one poll's worth of arrivals."""
     from runs.models import Delivery
 
     changed = list(
         Delivery.objects.filter(
             id__gt=after_delivery, id__lte=up_to_delivery, outcome=Delivery.Outcome.UPDATED,
-            run_id__lte=up_to_run,
+            run_id__gte=shown[0], run_id__lte=shown[1],
         ).values_list("run_id", flat=True).distinct()[:MAX_LIMIT]
     )  # fmt: skip
     if not changed:

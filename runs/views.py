@@ -7,10 +7,10 @@ Live updates are htmx polling against a row-id cursor, not Server-Sent Events: t
 newest Run or Delivery id the page has seen) lives in the page and the rows live in the database,
 so any server process, WSGI or ASGI, SQLite or PostgreSQL, can answer the next poll, and no
 process keeps a connection or state per open tab. A poll with nothing new is one primary-key
-lookup answered with 204, which htmx leaves alone. The run list carries both cursors: run ids
-for new rows, delivery ids for rows a later body changed. app.js fires the ticks, only while the tab is
-visible (and, for the run list, not paused), because htmx's own conditional triggers need eval,
-which the CSP forbids.
+lookup answered with 204, which htmx leaves alone. The run list carries two cursors: run ids for
+new rows, delivery ids for rows a later body changed (within the ids it shows). app.js fires the
+ticks, only while the tab is visible (and, for the run list, not paused), because htmx's own
+conditional triggers need eval, which the CSP forbids.
 """
 
 import json
@@ -134,14 +134,17 @@ def run_list(request: HttpRequest) -> HttpResponse:
     if after is not None:
         return _new_runs(request, f, after)
     page = queries.run_page(f)
+    # Only the first page follows new runs; an "older" page stays put.
+    live_cursor = queries.latest_run_id() if f.cursor is None else None
     context = {
         **_run_list_context(f),
         "runs": page.items,
         "next_cursor": page.next_cursor,
         "total": queries.filter_total(f),
-        # Only the first page follows new runs; an "older" page stays put.
-        "live_cursor": queries.latest_run_id() if f.cursor is None else None,
+        "live_cursor": live_cursor,
         "delivery_cursor": queries.latest_delivery_id(),
+        # The oldest run the page shows: a change to a run below it has no row here to redraw.
+        "shown_from": page.items[-1].id if page.items else (live_cursor or 0) + 1,
     }
     return _page(request, "runs/list.html", context, "results")
 
@@ -150,7 +153,7 @@ def _new_runs(request: HttpRequest, f: queries.RunFilter, after: int) -> HttpRes
     """The live list's poll: rows newer than the run cursor that match the filters, rows already
     listed that a later body changed (redrawn, or removed once they no longer match), and the
     poller with both cursors moved on."""
-    delivered = _cursor(request, "delivered")
+    delivered, shown_from = _cursor(request, "delivered"), _cursor(request, "shown") or 0
     top = queries.latest_delivery_id()
     if delivered is not None and delivered >= top:
         return HttpResponse(status=NO_CHANGE)  # no body arrived at all since the last poll
@@ -160,10 +163,10 @@ def _new_runs(request: HttpRequest, f: queries.RunFilter, after: int) -> HttpRes
             return HttpResponse(status=NO_CHANGE)
         changed, gone = [], []
     else:
-        changed, gone = queries.runs_updated(f, delivered, top, after)
+        changed, gone = queries.runs_updated(f, delivered, top, (shown_from, after))
     context = {
         "runs": runs, "changed": changed, "gone": gone, "fresh": True,
-        "live_cursor": runs[0].id if runs else after, "delivery_cursor": top,
+        "live_cursor": runs[0].id if runs else after, "delivery_cursor": top, "shown_from": shown_from,
     }  # fmt: skip
     return render(request, "runs/list.html#new-rows", context)
 

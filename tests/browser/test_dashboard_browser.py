@@ -85,6 +85,17 @@ def test_a_run_that_changes_is_redrawn_or_leaves_a_filtered_list(dash, sender):
     failed_list.close()
 
 
+def test_a_change_to_a_run_the_page_does_not_show_leaves_it_alone(dash, sender):
+    sender.post(documented_body("older", status="failed"))
+    sender.post(documented_body("newest"))
+    dash.goto(dash.base + "/runs/?limit=1")  # shows "newest" only
+    expect(row(dash, "newest")).to_be_visible()
+    sender.post(documented_body("older", result={"ok": "second try"}))
+    sender.post(documented_body("newer-still"))
+    expect(row(dash, "newer-still")).to_be_visible(timeout=2500)
+    expect(row(dash, "older")).to_have_count(0)  # and no console error from an absent row
+
+
 def test_pause_holds_the_live_list_until_resumed(dash, sender):
     sender.post(documented_body("c-0"))
     dash.goto(dash.base + "/runs/")
