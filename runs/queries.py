@@ -12,7 +12,18 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from runs.models import FailureGroup, Job, JobRun, Project, RejectedDelivery, Run, RunTally
+from runs.models import (
+    Delivery,
+    FailureDay,
+    FailureGroup,
+    FailureJob,
+    Job,
+    JobRun,
+    Project,
+    RejectedDelivery,
+    Run,
+    RunTally,
+)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -235,8 +246,6 @@ def runs_updated(
     in (after_delivery, up_to_delivery]. Returns those that still match the filter, to redraw,
     and the ids of those that no longer do, to take off the list. The deliveries are read by
     primary-key range: one poll's worth of arrivals."""
-    from runs.models import Delivery
-
     changed = list(
         Delivery.objects.filter(
             id__gt=after_delivery, id__lte=up_to_delivery, outcome=Delivery.Outcome.UPDATED,
@@ -353,20 +362,14 @@ def latest_run_id() -> int:
 
 def latest_delivery_id() -> int:
     """The cursor the live counters follow: every accepted body adds a Delivery row."""
-    from runs.models import Delivery
-
     return Delivery.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def delivered_after(after_id: int) -> bool:
-    from runs.models import Delivery
-
     return Delivery.objects.filter(id__gt=after_id).exists()
 
 
 def latest_delivery():
-    from runs.models import Delivery
-
     return Delivery.objects.defer("raw").select_related("run").order_by("-id").first()
 
 
@@ -463,8 +466,6 @@ def same_parameters(run: Run, limit: int = 20) -> list[Run]:
 
 def failure_days(group_ids: list[int], since) -> dict[int, dict]:
     """Failures per day for the given groups since a date (the /failures/ sparklines)."""
-    from runs.models import FailureDay
-
     out: dict[int, dict] = defaultdict(dict)
     rows = FailureDay.objects.filter(group_id__in=group_ids, day__gte=since)
     for group_id, day, count in rows.values_list("group_id", "day", "count"):
@@ -475,8 +476,6 @@ def failure_days(group_ids: list[int], since) -> dict[int, dict]:
 def failure_jobs(groups: list[FailureGroup]) -> dict[int, list[str]]:
     """The jobs each group's failures came from, most failures first, from the FailureJob
     counters: one query for a page of groups."""
-    from runs.models import FailureJob
-
     jobs: dict[int, list[str]] = defaultdict(list)
     rows = (
         FailureJob.objects.filter(group_id__in=[g.id for g in groups], count__gt=0)
@@ -489,8 +488,6 @@ def failure_jobs(groups: list[FailureGroup]) -> dict[int, list[str]]:
 
 
 def delivery_for_view(delivery_id: int):
-    from runs.models import Delivery
-
     return Delivery.objects.select_related("run").filter(pk=delivery_id).first()
 
 
