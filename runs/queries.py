@@ -211,13 +211,20 @@ class Page:
     next_cursor: str | None
 
 
-# Lists show a run's identity, status and error, never its parameters, result or extra fields;
-# those are read on the run's own page only (a result may be 2 MB, and a list shows 50 runs).
+# Lists (the pages' run tables and GET /api/runs) show a run's identity, status, error and time
+# of arrival, and its parents' names: nothing else is loaded. Its parameters, result and extra
+# fields are read on the run's own page only (a result may be 2 MB, and a list shows 50 runs), and
+# every column left out is a value less to convert and set for every row of every list.
+_LISTED = (
+    "id", "run_id", "status", "api_name", "status_code", "error_code", "error_message",
+    "error_category", "first_received_at", "project__project_id", "project__name", "job__job_id",
+    "job_run__job_run_id",
+)  # fmt: skip
 _NOT_LISTED = ("parameters_json", "result_json", "extra_json")
 
 
 def _listed(runs: QuerySet[Run]) -> QuerySet[Run]:
-    return runs.select_related("project", "job", "job_run").defer(*_NOT_LISTED)
+    return runs.select_related("project", "job", "job_run").only(*_LISTED)
 
 
 def run_page(f: RunFilter) -> Page:

@@ -1,13 +1,19 @@
 """The page helpers that stand in for Django's own for speed give exactly what Django's would:
-url_for is {% url %}, clip is truncatechars, when prints a UTC <time>."""
+url_for is {% url %}, clip is truncatechars, when prints a UTC <time>, and run_row is the
+template markup it replaced, escaping included."""
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from django.template import Context, Template
 from django.template.defaultfilters import truncatechars
+from django.template.loader import render_to_string
 from django.urls import reverse
 
+from runs import queries
 from runs.templatetags.sinkdash import clip, url_for, when
+from tests.conftest import documented_body
 
 ODD_IDS = [
     "plain-id", "a/b?c#d", "sp ace", "per%cent", "ünï/cödé", "line\nbreak", "tab\tand\rreturn",
@@ -45,3 +51,48 @@ def test_when_is_a_utc_time_element():
     assert 'title="2026-11-30 08:00:05 UTC"' in html
     assert when(datetime.now(UTC)).startswith("<time ")
     assert "never" in when(None)
+
+
+# The run list's row as it was written in templates/runs/list.html before run_row replaced it.
+ROW_AS_TEMPLATE = """{% load sinkdash %}{% for run in runs %}
+<tr id="run-{{ run.pk }}"{% if fresh %} class="fresh"{% endif %}{% if redraw %} hx-swap-oob="true"{% endif %}>
+  <td><span class="badge {{ run.status|tone }}">{{ run.status }}</span></td>
+  <td><a href="{{ run.run_id|url_for:'run' }}">{{ run.api_name|default:"(no API)" }}</a><span class="sub mono">{{ run.run_id|clip:20 }}</span></td>
+  <td class="where">
+    <a href="{{ run.project_id|url_for:'project' }}">{{ run.project }}</a>
+    {% if run.job_id %}<span class="sep">/</span><a href="{{ run.job_id|url_for:'job' }}">{{ run.job }}</a>{% endif %}
+    {% if run.job_run_id %}<span class="sep">/</span><a class="mono" href="{{ run.job_run_id|url_for:'job-run' }}">{{ run.job_run.job_run_id|clip:12 }}</a>{% endif %}
+  </td>
+  <td class="error-cell">{% if run.error_code %}<code>{{ run.error_code }}</code> {% endif %}{% if run.error_message %}<span class="msg">{{ run.error_message|clip:140 }}</span>{% endif %}</td>
+  <td class="when">{% when run.first_received_at %}</td>
+</tr>
+{% endfor %}"""
+
+HOSTILE = "<script>alert('x')</script> & \"quoted\" 'single' ünï\u0301 " * 6
+
+
+def _without_layout(html: str) -> str:
+    return re.sub(r">\s+<", "><", html).strip()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fresh,redraw", [(False, False), (True, False), (True, True)])
+def test_run_row_is_the_markup_it_replaced(sink, fresh, redraw):
+    bodies = [
+        documented_body("plain-1"),
+        documented_body(HOSTILE[:90], status="failed", error=HOSTILE[:40], message=HOSTILE,
+                        api=HOSTILE[:30], project_name=HOSTILE[:50], job=HOSTILE[:20], job_run=HOSTILE[:25]),
+        documented_body("a/b?c#d\nline", status="cancelled", message="", api="", project_name=""),
+        documented_body("e\u0301" * 30, status="weird-status", error="", message="only a message"),
+    ]  # fmt: skip
+    orphan = documented_body("no-job")
+    del orphan["projectJob"], orphan["projectJobRun"]
+    for body in [*bodies, orphan]:
+        assert sink.post(body).status_code == 201
+    runs = queries.run_page(queries.RunFilter()).items
+    assert len(runs) == 5 and any(run.job_id is None for run in runs)
+    context = {"runs": runs, "fresh": fresh, "redraw": redraw}
+    expected = Template(ROW_AS_TEMPLATE).render(Context(context))
+    rendered = render_to_string("runs/list.html#rows", context)
+    assert "<script>" not in rendered and "&lt;script&gt;" in rendered
+    assert _without_layout(rendered) == _without_layout(expected)
