@@ -84,6 +84,11 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend plus a pool of idle connections (sinkdash/sqlite/base.py says why). Under
+    # ASGI each request runs in a thread of its own, so a connection kept open for its thread is
+    # never used again: connections close after each request, into the pool.
+    DATABASES["default"]["ENGINE"] = "sinkdash.sqlite"
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock when a transaction starts, so two writers queue on the
         # busy timeout instead of one failing with "database is locked" when it upgrades a read lock.
