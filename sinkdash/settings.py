@@ -79,16 +79,15 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{DATA_DIR / 'sinkdash.sqlite3'}",
-        conn_max_age=env_int("SINKDASH_CONN_MAX_AGE", 60),
+        # Closed after each request, into the backend's pool of idle connections (sinkdash/db):
+        # under ASGI each request runs in a thread of its own, so a connection kept open for its
+        # thread would never be used again.
+        conn_max_age=0,
         conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Django's backend plus a pool of idle connections (sinkdash/sqlite/base.py says why). Under
-    # ASGI each request runs in a thread of its own, so a connection kept open for its thread is
-    # never used again: connections close after each request, into the pool.
-    DATABASES["default"]["ENGINE"] = "sinkdash.sqlite"
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["ENGINE"] = "sinkdash.db.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock when a transaction starts, so two writers queue on the
         # busy timeout instead of one failing with "database is locked" when it upgrades a read lock.
@@ -104,6 +103,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # test runs side by side (or a test server beside `make run`) never touch each other's file.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "sinkdash.db.postgresql"
     # Like SQLite's busy timeout: a delivery that waits this long for a lock gets a 503 and is
     # retried by the sender, rather than hanging the request.
     lock_ms = env_int("SINKDASH_SQLITE_TIMEOUT", 20) * 1000

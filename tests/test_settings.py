@@ -37,7 +37,7 @@ def test_env_parsing(monkeypatch):
 
 def test_sqlite_is_tuned_for_a_web_server(settings):
     db = settings.DATABASES["default"]
-    if db["ENGINE"] != "sinkdash.sqlite":
+    if db["ENGINE"] != "sinkdash.db.sqlite3":
         pytest.skip("SQLite settings only apply to SQLite")
     assert db["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in db["OPTIONS"]["init_command"]
