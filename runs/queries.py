@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from runs import sql
 from runs.models import (
     Delivery,
     FailureDay,
@@ -287,7 +288,31 @@ def projects_with_jobs() -> list[Project]:
 
 
 def latest_job_runs(job: Job, limit: int = 10) -> list[JobRun]:
-    return list(job.job_runs.order_by("-last_received_at", "-id")[:limit])
+    return latest_job_runs_of([job], limit)[job.pk]
+
+
+# Jobs per statement: SQLite allows 500 terms in a compound SELECT.
+_JOBS_PER_UNION = 400
+
+
+def latest_job_runs_of(jobs: list[Job], limit: int) -> dict[int, list[JobRun]]:
+    """Each job's latest job runs (by job id), newest first, in one query for all of them: a
+    UNION ALL of one LIMIT per job, each read from job_run_latest_per_job. A window over every
+    job run of the jobs would read them all, and they grow with every day a job runs."""
+    found: dict[int, list[JobRun]] = {job.pk: [] for job in jobs}
+    one = (
+        f"SELECT * FROM (SELECT * FROM {sql.table(JobRun)} WHERE job_id = %s"
+        " ORDER BY last_received_at DESC, id DESC LIMIT %s) AS latest"
+    )
+    pks = list(found)
+    for start in range(0, len(pks), _JOBS_PER_UNION):
+        chunk = pks[start : start + _JOBS_PER_UNION]
+        union = " UNION ALL ".join([one] * len(chunk))
+        for job_run in JobRun.objects.raw(union, [value for pk in chunk for value in (pk, limit)]):
+            found[job_run.job_id].append(job_run)
+    for job_runs in found.values():  # a UNION ALL promises no order of its own
+        job_runs.sort(key=lambda jr: (jr.last_received_at, jr.id), reverse=True)
+    return found
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=NO_CHANGE)
     since = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
     projects = queries.projects_with_jobs()
+    latest = queries.latest_job_runs_of([j for p in projects for j in p.jobs.all()], 3)
     context = {
-        "projects": [(p, [(j, queries.latest_job_runs(j, 3)) for j in p.jobs.all()]) for p in projects],
+        "projects": [(p, [(j, latest[j.pk]) for j in p.jobs.all()]) for p in projects],
         "summary": queries.summary(),
         "bars": charts.hourly_bars(queries.tallies_by_hour(since)),
         "chart": charts,
@@ -285,9 +286,11 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("no such project")
     if _unchanged(request):
         return HttpResponse(status=NO_CHANGE)
+    jobs = list(project.jobs.all())
+    latest = queries.latest_job_runs_of(jobs, 5)
     context = {
         "project": project,
-        "jobs": [(j, queries.latest_job_runs(j, 5)) for j in project.jobs.all()],
+        "jobs": [(j, latest[j.pk]) for j in jobs],
         "failures": queries.failure_page(queries.FailureFilter(project.project_id, limit=10)).items,
         "runs": queries.latest_runs_of_project(project),
         "cursor": queries.latest_delivery_id(),

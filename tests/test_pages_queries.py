@@ -13,10 +13,12 @@ pytestmark = pytest.mark.django_db
 
 
 def load(sink, start: int, count: int) -> None:
+    # One job for the first ten runs, then a new job every ten: the overview and project pages
+    # list each job's latest job runs, so they must not ask once per job either.
     for i in range(start, start + count):
         failed = i % 2 == 0
         body = documented_body(
-            f"q-{i}", status="failed" if failed else "completed", job_run=f"jr-{i % 3}",
+            f"q-{i}", status="failed" if failed else "completed", job=f"job-{i // 10}", job_run=f"jr-{i % 3}",
             parameters={"url": "https://shop.example/p/same"},
             message=f"TimeoutError: selector #{i % 4} not found",
         )  # fmt: skip
@@ -24,10 +26,11 @@ def load(sink, start: int, count: int) -> None:
 
 
 def pages() -> list[str]:
-    job_run = JobRun.objects.get(job_run_id="jr-0")
+    job_run = JobRun.objects.filter(job_run_id="jr-0").order_by("id").first()
     return [
         "/", "/runs/", "/runs/?status=failed", "/runs/q-2/", "/failures/",
-        f"/projects/{Project.objects.get().pk}/", f"/jobs/{Job.objects.get().pk}/", f"/job-runs/{job_run.pk}/",
+        f"/projects/{Project.objects.get().pk}/", f"/jobs/{Job.objects.order_by('id').first().pk}/",
+        f"/job-runs/{job_run.pk}/",
         f"/runs/?failure_group={FailureGroup.objects.first().pk}",
         "/api/runs", "/api/failures", "/api/runs/q-2",
     ]  # fmt: skip
