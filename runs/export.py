@@ -20,7 +20,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from runs.models import JobRun, Run
-from runs.queries import RunFilter, filter_runs, per_status
+from runs.queries import RunFilter, filter_runs, per_status, storable
 
 PAGE_SIZE = 1000
 # A result whose objects bring ever new keys must not make a header of unbounded width.
@@ -188,6 +188,8 @@ def job_run_results_csv(job_runs: list[int]) -> Iterator[str]:
 
 def job_runs_named(job_run_id: str) -> list[int]:
     """Intuned's job run id is unique per job; a bare id may name job runs of several jobs."""
+    if not storable(job_run_id):
+        return []
     return list(JobRun.objects.filter(job_run_id=job_run_id).values_list("id", flat=True)[:1000])
 
 

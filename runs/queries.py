@@ -63,10 +63,17 @@ class RunFilter:
             out: list[str] = []
             for value in values:
                 out.extend(part.strip() for part in str(value).split(",") if part.strip())
+            if any(not storable(value) for value in out):
+                raise BadFilter(f"{name} contains a NUL character, which no stored text has")
             return tuple(dict.fromkeys(out))
 
         def one(name: str) -> str:
-            values = many(name) if name != "q" else (str(query.get("q") or "").strip(),)
+            if name == "q":  # free text, commas and all
+                q = str(query.get("q") or "").strip()
+                if not storable(q):
+                    raise BadFilter("q contains a NUL character, which no stored text has")
+                return q
+            values = many(name)
             return values[0] if values else ""
 
         return cls(
@@ -87,6 +94,12 @@ class RunFilter:
 
     def is_empty(self) -> bool:
         return self == RunFilter(limit=self.limit, cursor=self.cursor)
+
+
+def storable(text: str) -> bool:
+    """Whether stored text could equal this. Nothing stored holds NUL (runs.payload replaces it,
+    and PostgreSQL refuses it even as a query parameter), so text with one matches nothing."""
+    return "\x00" not in text
 
 
 def _parameters(digest: str, project: str, api: str) -> str:
@@ -268,6 +281,8 @@ def runs_updated(
 
 
 def run_detail(run_id: str) -> Run | None:
+    if not storable(run_id):
+        return None
     return (
         Run.objects.select_related("project", "job", "job_run", "failure_group")
         .filter(run_id=run_id)
@@ -280,6 +295,8 @@ def deliveries_of(run: Run):
 
 
 def job_run_by_id(job_run_id: str) -> JobRun | None:
+    if not storable(job_run_id):
+        return None
     return JobRun.objects.select_related("job__project").filter(job_run_id=job_run_id).first()
 
 
@@ -324,6 +341,8 @@ class FailureFilter:
 
 
 def failure_page(f: FailureFilter) -> Page:
+    if not (storable(f.project) and storable(f.job)):
+        return Page([], None)
     groups = (
         FailureGroup.objects.select_related("project", "sample_run")
         .defer(*(f"sample_run__{name}" for name in _NOT_LISTED))
