@@ -85,6 +85,24 @@ def test_a_run_that_changes_is_redrawn_or_leaves_a_filtered_list(dash, sender):
     failed_list.close()
 
 
+def test_a_run_that_matches_again_comes_back_in_its_place(dash, sender):
+    for run_id in ("f-old", "flaky", "f-new"):
+        sender.post(documented_body(run_id, status="failed"))
+    dash.goto(dash.base + "/runs/?status=failed")
+    expect(row(dash, "flaky")).to_be_visible()
+    dash.evaluate("window.sinkdashNotReloaded = true")
+
+    sender.post(documented_body("flaky", result={"ok": "second try"}))
+    expect(row(dash, "flaky")).to_have_count(0, timeout=2500)
+    sender.post(documented_body("flaky", status="failed", message="failed again, differently"))
+    expect(row(dash, "flaky")).to_have_count(1, timeout=2500)
+
+    expect(dash.locator("#rows tr[id^='run-']")).to_have_count(3)
+    assert [dash.locator(f"#rows tr:nth-child({n}) .sub").text_content() for n in (1, 2, 3)] == ["f-new", "flaky", "f-old"]
+    expect(dash.locator("#rows tr:has(a[href='/runs/flaky/']) .msg")).to_have_text("failed again, differently")
+    assert dash.evaluate("window.sinkdashNotReloaded") is True
+
+
 def test_a_change_to_a_run_the_page_does_not_show_leaves_it_alone(dash, sender):
     sender.post(documented_body("older", status="failed"))
     sender.post(documented_body("newest"))

@@ -38,6 +38,32 @@
     if (!listPaused) tick();
   });
 
+  // The live run list. A poll's answer goes on top of #rows: new runs, and runs the list shows
+  // that a later body changed (or that match the filters again after a body took them off), with
+  // a marker (data-gone) for each row that no longer matches. Here the old copy of each changed
+  // row and the gone rows are dropped, and the rows put back in id order, newest first. Out-of-band
+  // swaps could not do it: they need the row to be on the page already.
+  function runId(tr) { return Number(tr.id.slice("run-".length)); }
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var rows = event.detail.target;
+    if (!rows || rows.id !== "rows") return;
+    rows.querySelectorAll(":scope > tr[data-gone]").forEach(function (marker) {
+      rows.querySelectorAll(":scope > tr[id='run-" + marker.getAttribute("data-gone") + "']")
+        .forEach(function (tr) { tr.remove(); });
+      marker.remove();
+    });
+    var seen = new Set();
+    var listed = [];
+    rows.querySelectorAll(":scope > tr[id^='run-']").forEach(function (tr) {
+      if (seen.has(tr.id)) { tr.remove(); return; }  // the old copy: the poll's is above it
+      seen.add(tr.id);
+      listed.push(tr);
+    });
+    var ordered = listed.slice().sort(function (a, b) { return runId(b) - runId(a); });
+    if (ordered.some(function (tr, i) { return tr !== listed[i]; })) rows.prepend.apply(rows, ordered);
+  });
+
   // A text field's "change" (on blur, or on Enter just before the form's "submit") would send a
   // second request and push a second history entry for one edit: text applies on Enter or Apply.
   document.addEventListener("htmx:confirm", function (event) {
