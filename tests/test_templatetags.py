@@ -12,7 +12,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from runs import queries
-from runs.templatetags.sinkdash import clip, url_for, when
+from runs.models import JobRun
+from runs.templatetags.sinkdash import clip, job_run_row, url_for, when
 from tests.conftest import documented_body
 
 ODD_IDS = [
@@ -94,5 +95,34 @@ def test_run_row_is_the_markup_it_replaced(sink, fresh):
     context = {"runs": runs, "fresh": fresh}
     expected = Template(ROW_AS_TEMPLATE).render(Context(context))
     rendered = render_to_string("runs/list.html#rows", context)
+    assert "<script>" not in rendered and "&lt;script&gt;" in rendered
+    assert _without_layout(rendered) == _without_layout(expected)
+
+
+# A job run table's row as it was written in templates/runs/parts.html before job_run_row.
+JOB_RUN_ROW_AS_TEMPLATE = """{% load sinkdash %}{% for jr in job_runs %}
+<tr>
+  <td><a class="mono" href="{{ jr.pk|url_for:'job-run' }}">{{ jr.job_run_id|clip:24 }}</a></td>
+  <td class="num">{{ jr.total }}</td>
+  <td class="num">{{ jr.completed }}</td>
+  <td class="num">{% if jr.failed %}<a class="bad-text" href="{{ jr.pk|url_for:'job-run' }}">{{ jr.failed }}</a>{% else %}0{% endif %}</td>
+  <td class="num">{{ jr.other }}</td>
+  <td class="rate-col"><span class="rate">{{ jr|rate }}</span>{% bar jr %}</td>
+  <td>{% when jr.last_received_at %}</td>
+</tr>
+{% endfor %}"""
+
+
+@pytest.mark.django_db
+def test_job_run_row_is_the_markup_it_replaced(sink):
+    for n, (job_run, status) in enumerate([
+        ("jr-ok", "completed"), ("jr-ok", "completed"), (HOSTILE[:60], "failed"), (HOSTILE[:60], "completed"),
+        ("jr-odd", "cancelled"), ("jr-odd", "failed"),
+    ]):  # fmt: skip
+        assert sink.post(documented_body(f"jrr-{n}", status=status, job_run=job_run)).status_code == 201
+    job_runs = list(JobRun.objects.order_by("id"))
+    assert {jr.failed > 0 for jr in job_runs} == {True, False}
+    expected = Template(JOB_RUN_ROW_AS_TEMPLATE).render(Context({"job_runs": job_runs}))
+    rendered = "".join(job_run_row(jr) for jr in job_runs)
     assert "<script>" not in rendered and "&lt;script&gt;" in rendered
     assert _without_layout(rendered) == _without_layout(expected)
