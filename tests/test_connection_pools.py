@@ -137,3 +137,10 @@ def test_a_connection_the_server_dropped_is_not_reused(wrapper_for):
 
     second = wrapper_for()
     assert scalar(second, "SELECT pg_backend_pid()") != pid
+
+
+def test_a_reused_connection_checks_foreign_keys_again_on_sqlite(wrapper_for, sqlite_file):
+    first = wrapper_for(NAME=sqlite_file)
+    first.disable_constraint_checking()  # as loaddata does, and then fails before turning them on
+    first.close()
+    assert scalar(wrapper_for(NAME=sqlite_file), "PRAGMA foreign_keys") == 1

@@ -46,7 +46,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         idle = None if self.is_in_memory_db() else _idle_for(str(conn_params["database"]))
         conn = idle.take() if idle is not None else None
-        return conn if conn is not None else super().get_new_connection(conn_params)
+        if conn is None:
+            return super().get_new_connection(conn_params)
+        # As a new connection starts, in case its last user turned the checks off (loaddata and
+        # migrations do, for a while) and did not get to turn them on again.
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
 
     def _close(self):
         conn = self.connection
