@@ -107,7 +107,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Like SQLite's busy timeout: a delivery that waits this long for a lock gets a 503 and is
     # retried by the sender, rather than hanging the request.
     lock_ms = env_int("SINKDASH_SQLITE_TIMEOUT", 20) * 1000
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c lock_timeout={lock_ms}"
+    # No parallel workers: every dashboard query is a short index walk that stops at a page,
+    # which the planner cannot always tell (a LIKE over the newest runs looks selective to it),
+    # and starting workers took longer than the walk: 20 ms against 2 ms at a million runs.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c lock_timeout={lock_ms} -c max_parallel_workers_per_gather=0"
+    )
     # Parameters travel apart from the query instead of being quoted into it by psycopg in
     # Python: an import batch carries 2,000 raw bodies, and quoting them took a quarter of its
     # time. Inserts stay under PostgreSQL's 65,535 parameters (runs.sql chunks them by 500 rows).
