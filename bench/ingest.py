@@ -175,15 +175,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="also measure sinkdash on a fresh database on this PostgreSQL server (two workers)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=0, help="default: 1 on SQLite, 2 on PostgreSQL")
     parser.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md")
+    parser.add_argument("--report", type=Path, default=None, help="the file to update (default BENCHMARKS.md)")
     args = parser.parse_args(argv)
-    from common import machine, write_section
+    from common import REPORT, machine, write_section
 
     started = machine()
     summaries = [measure(args, "")]
     if args.database_url:
         summaries.append(measure(args, args.database_url))
     if not args.no_report:
-        write_section("ingest", report(summaries, started, argv or []))
+        rerun = list(argv or [])  # the section's rerun command, without where this run wrote it
+        if "--report" in rerun:
+            del rerun[rerun.index("--report") : rerun.index("--report") + 2]
+        write_section("ingest", report(summaries, started, rerun), args.report or REPORT)
     return summaries
 
 

@@ -73,6 +73,7 @@ def ingest(args) -> None:
         argv += ["--database-url", args.database_url]
     if args.workers:
         argv += ["--workers", str(args.workers)]
+    argv += ["--report", str(args.report)]
     ingest_bench.main(argv)
 
 
