@@ -16,9 +16,10 @@ writer and wait: while the writer commits a batch, newly arrived bodies queue up
 transaction takes all of them. No request waits for a timer, each still gets its answer only after
 its own batch is committed, and under load the cost of a commit is shared by many deliveries.
 
-The writer is a single dedicated thread with its own long-lived database connection (Django's
-connections are per thread). Under Django's test client, which runs a test inside a transaction on
-its own connection, the batch runs on the caller's thread instead (SINK_WRITER_THREAD = False).
+The writer is a single dedicated thread with its own database connection (Django's connections
+are per thread), taken up again from the pool of idle ones (sinkdash/db) for each batch. Under
+Django's test client, which runs a test inside a transaction on its own connection, the batch
+runs on the caller's thread instead (SINK_WRITER_THREAD = False).
 """
 
 import asyncio
