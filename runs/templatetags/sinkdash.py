@@ -164,7 +164,7 @@ def query_with(context, **changes) -> str:
 # what it calls underneath. Every value from a delivery goes through _escape; only the markup
 # around them is literal. tests/test_templatetags.py pins the row to the markup it replaced.
 def _sep_link(href: str, text: str, attrs: str = "") -> str:
-    return f'<span class="sep">/</span><a{attrs} href="{_escape(href)}">{_escape(text)}</a>'
+    return f' <span class="sep">/</span><a{attrs} href="{_escape(href)}">{_escape(text)}</a>'
 
 
 @register.simple_tag
