@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
+
 # Ids and names go into indexed columns; PostgreSQL cannot index a B-tree entry past ~2.7 kB.
 MAX_ID_LENGTH = 200
 MAX_LABEL_LENGTH = 200
@@ -110,9 +112,33 @@ _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
+# orjson reads and writes JSON several times faster than the standard library, which is most of
+# what parsing a body costs. It reads an integer beyond 64 bits as a float, though, so a body
+# with a number of 20 or more digits (anywhere, strings included: a false alarm only costs speed)
+# takes the standard library's exact path, as does anything orjson refuses (lone surrogates, a
+# BOM, NaN, nesting past its limit, bytes that are not UTF-8): that path reads it exactly or
+# says precisely what is wrong.
+# (Digits mapped to "0", then a search for 20 zeros: a tenth of what the regex \d{20} costs.)
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 20
+
 
 def decode(raw: bytes) -> object:
     """Strict JSON: UTF-8 only, no NaN/Infinity (they could not be served back as JSON)."""
+    return _decode(raw)[0]
+
+
+def _decode(raw: bytes) -> tuple[object, bool]:
+    """The value, and whether orjson read it (so orjson can also write it back exactly)."""
+    if _LONG_NUMBER not in raw.translate(_DIGITS_TO_ZERO):
+        try:
+            return orjson.loads(raw), True
+        except orjson.JSONDecodeError:
+            pass
+    return _decode_exactly(raw), False
+
+
+def _decode_exactly(raw: bytes) -> object:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -132,10 +158,11 @@ def clean_text(value: str, limit: int | None = None) -> str:
     become U+FFFD. The raw body and the JSON columns keep the original exactly."""
     if "\x00" in value:
         value = value.replace("\x00", "\ufffd")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
+    if not value.isascii():  # only non-ASCII text can hold a surrogate; isascii() copies nothing
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
     if limit is not None and len(value) > limit:
         value = value[: limit - 1] + "…"
     return value
@@ -150,6 +177,16 @@ def dump_json(value: object) -> str:
     except UnicodeEncodeError:
         text = _COMPACT_ASCII.encode(value)
     return text
+
+
+def _dump_read_by_orjson(value: object) -> str:
+    """dump_json for a value orjson read: it holds nothing orjson writes differently (no NaN,
+    no integer beyond 64 bits, no lone surrogate); only nesting past orjson's limit goes the
+    slow way."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return dump_json(value)
 
 
 def _text(value: object, limit: int | None = None) -> str:
@@ -251,7 +288,8 @@ def _extra(body: dict, api_info: dict, result: object) -> dict:
 
 
 def parse(raw: bytes) -> ParsedRun:
-    body = decode(raw)
+    body, by_orjson = _decode(raw)
+    dump = _dump_read_by_orjson if by_orjson else dump_json
     if not isinstance(body, dict):
         raise Refused(422, f"body must be a JSON object, not {_json_type(body)}")
     api_info = body.get("apiInfo")
@@ -281,10 +319,10 @@ def parse(raw: bytes) -> ParsedRun:
         error_message=error_message,
         error_category=error_category,
         error_doc_url=error_doc_url,
-        parameters_json=dump_json(api_info.get("parameters")),
+        parameters_json=dump(api_info.get("parameters")),
         parameters_sha256=parameters_digest(api_info.get("parameters")),
-        result_json=dump_json(output),
-        extra_json=dump_json(_extra(body, api_info, result)),
+        result_json=dump(output),
+        extra_json=dump(_extra(body, api_info, result)),
         auth_session_id=_identifier(auth_session, "id", "authSession.id"),
         started_at=_moment(api_info.get("started_at")),
         ended_at=_moment(api_info.get("ended_at")),
