@@ -1,8 +1,16 @@
 """Plain SQL for the storing hot path, where the ORM's cost per statement outweighs the statement:
 simple SELECTs, INSERT ... RETURNING and executemany UPDATEs that run the same on SQLite and
-PostgreSQL (Django's cursor takes %s placeholders on both). The ORM still builds the rows they
-point at and owns the schema."""
+PostgreSQL. The ORM still builds the rows they point at and owns the schema.
 
+Statements go to the driver's own cursor, not Django's: Django's cursor wrapper (its checks, its
+execute wrappers and, on SQLite, a regular expression that rewrites every statement's
+placeholders) cost more than many of these statements themselves. They still run on Django's
+connection, inside its transactions, and their errors still arrive as Django's DatabaseError.
+SQL is written with %s placeholders; SQLite's are rewritten to ? once per statement text.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 
 from django.db import connection
@@ -32,20 +40,44 @@ def moment(value: datetime | None):
     return adapted
 
 
+_native: dict[str, str] = {}
+
+
+def _native_sql(sql: str) -> str:
+    text = _native.get(sql)
+    if text is None:
+        if len(_native) > 2_000:  # statement texts vary with batch sizes; keep the cache bounded
+            _native.clear()
+        text = _native[sql] = sql.replace("%s", "?") if connection.vendor == "sqlite" else sql
+    return text
+
+
+@contextmanager
+def _cursor() -> Iterator:
+    """The driver's cursor on Django's connection, its errors raised as Django's."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+
 def fetch_all(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    with _cursor() as cursor:
+        cursor.execute(_native_sql(sql), params)
         return cursor.fetchall()
 
 
 def execute_many(sql: str, rows: list[tuple]) -> None:
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    with _cursor() as cursor:
+        cursor.executemany(_native_sql(sql), rows)
 
 
 def execute(sql: str, params: list) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    with _cursor() as cursor:
+        cursor.execute(_native_sql(sql), params)
         return cursor.rowcount
 
 
