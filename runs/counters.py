@@ -28,12 +28,13 @@ class Tally:
     group_jobs: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
     touched: dict[type, dict[int, datetime]] = field(default_factory=lambda: defaultdict(dict))
 
-    def touch(self, project: Project, job: Job | None, job_run: JobRun | None, at: datetime) -> None:
-        """A delivery arrived for these parents (their "last received" moves, even for repeats)."""
-        for row in (project, job, job_run):
-            if row is not None:
-                seen = self.touched[type(row)]
-                seen[row.pk] = max(seen.get(row.pk, at), at)
+    def touch(self, project: int, job: int | None, job_run: int | None, at: datetime) -> None:
+        """A delivery arrived for these parents, by primary key (their "last received" moves,
+        even for repeats)."""
+        for model, pk in ((Project, project), (Job, job), (JobRun, job_run)):
+            if pk is not None:
+                seen = self.touched[model]
+                seen[pk] = max(seen.get(pk, at), at)
 
     def add(self, run: Run, sign: int) -> None:
         failed = 1 if run.status == "failed" else 0

@@ -22,6 +22,7 @@ commits the deliveries that arrived while the previous commit was running togeth
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -230,11 +231,10 @@ class NewRun:
         "pk", "delivery_count",
     )  # fmt: skip
 
-    def __init__(self, item: Incoming, project: Project, job: Job | None, job_run: JobRun | None):
+    def __init__(self, item: Incoming, project: int, job: int | None, job_run: int | None):
         p = item.parsed
         self.parsed, self.sha256, self.run_id = p, item.sha256, p.run_id
-        self.project_id, self.job_id = project.pk, job.pk if job else None
-        self.job_run_id = job_run.pk if job_run else None
+        self.project_id, self.job_id, self.job_run_id = project, job, job_run
         self.status, self.api_name = p.status, p.api_name
         self.error_code, self.error_category = p.error_code, p.error_category
         self.first_received_at = self.last_received_at = item.at
@@ -266,9 +266,7 @@ _DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_
 
 def _store_round(items: list[Incoming]) -> list[Outcome]:
     """Store bodies of distinct runs: a fixed number of queries whatever the batch size."""
-    projects = _projects(items)
-    jobs = _jobs(items, projects)
-    job_runs = _job_runs(items, projects, jobs)
+    parents = _parents(items)
     run_ids = [i.parsed.run_id for i in items]
     known = sql.fetch_all(f"SELECT id FROM {sql.table(Run)} WHERE run_id IN ({sql.marks(run_ids)})", run_ids)
     existing = {
@@ -287,9 +285,7 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
     applied: list[tuple[Run | NewRun, Incoming]] = []
     for item in items:
         p = item.parsed
-        project = projects[p.project_id]
-        job = jobs.get((project.pk, p.job_id))
-        job_run = job_runs.get((job.pk, p.job_run_id)) if job else None
+        project, job, job_run = parents.of(p)
         tally.touch(project, job, job_run, item.at)
         run = existing.get(p.run_id)
         if run is None:
@@ -350,82 +346,105 @@ STATE_FIELDS = (
 
 
 def _apply(
-    run: Run, parsed: ParsedRun, project: Project, job: Job | None, job_run: JobRun | None, sha: str
+    run: Run, parsed: ParsedRun, project: int, job: int | None, job_run: int | None, sha: str
 ) -> None:
-    run.project, run.job, run.job_run = project, job, job_run
+    run.project_id, run.job_id, run.job_run_id = project, job, job_run
     run.content_sha256 = sha
     for name in STATE_FIELDS:
         setattr(run, name, getattr(parsed, name))
 
 
-def _projects(items: list[Incoming]) -> dict[str, Project]:
+@dataclass(slots=True)
+class Parents:
+    """The primary keys of a batch's projects, jobs and job runs, by Intuned's ids."""
+
+    projects: dict[str, int] = field(default_factory=dict)
+    jobs: dict[tuple[int, str], int] = field(default_factory=dict)  # (project pk, job id)
+    job_runs: dict[tuple[int, str], int] = field(default_factory=dict)  # (job pk, job run id)
+
+    def of(self, p: ParsedRun) -> tuple[int, int | None, int | None]:
+        project = self.projects[p.project_id]
+        job = self.jobs.get((project, p.job_id)) if p.job_id else None
+        job_run = self.job_runs.get((job, p.job_run_id)) if job and p.job_run_id else None
+        return project, job, job_run
+
+
+def _parents(items: list[Incoming]) -> Parents:
+    """The batch's parents, read in one query when they all exist (nearly every batch); the
+    missing ones are created level by level: a project's first delivery, a job's, a job run's."""
     latest = {i.parsed.project_id: i for i in items}  # the last body names the project best
-    keys = list(latest)
-    found = {
-        pid: Project(id=pk, project_id=pid, name=name, workspace_id=workspace)
-        for pk, pid, name, workspace in sql.fetch_all(
-            f"SELECT id, project_id, name, workspace_id FROM {sql.table(Project)}"
-            f" WHERE project_id IN ({sql.marks(keys)})",
-            keys,
+    job_ids = list({i.parsed.job_id for i in items if i.parsed.job_id})
+    job_run_ids = list({i.parsed.job_run_id for i in items if i.parsed.job_id and i.parsed.job_run_id})
+    parents = Parents()
+    named: dict[str, tuple[str, str]] = {}
+    select, joins = "p.id, p.project_id, p.name, p.workspace_id", ""
+    if job_ids:
+        select += ", j.id, j.job_id"
+        joins += f" LEFT JOIN {sql.table(Job)} j ON j.project_id = p.id AND j.job_id IN ({sql.marks(job_ids)})"
+    if job_run_ids:
+        select += ", r.id, r.job_run_id"
+        joins += (
+            f" LEFT JOIN {sql.table(JobRun)} r"
+            f" ON r.job_id = j.id AND r.job_run_id IN ({sql.marks(job_run_ids)})"
         )
-    }
-    missing = [
-        Project(
-            project_id=pid, name=i.parsed.project_name, workspace_id=i.parsed.workspace_id,
-            first_received_at=i.at, last_received_at=i.at,
-        )  # fmt: skip
-        for pid, i in latest.items()
-        if pid not in found
-    ]
-    for project in Project.objects.bulk_create(missing):
-        found[project.project_id] = project
+    rows = sql.fetch_all(
+        f"SELECT {select} FROM {sql.table(Project)} p{joins} WHERE p.project_id IN ({sql.marks(latest)})",
+        [*job_ids, *job_run_ids, *latest],
+    )
+    for project, project_id, name, workspace, *below in rows:
+        parents.projects[project_id] = project
+        named[project_id] = (name, workspace)
+        if below and below[0] is not None:
+            parents.jobs[(project, below[1])] = below[0]
+            if len(below) > 2 and below[2] is not None:
+                parents.job_runs[(below[0], below[3])] = below[2]
+
+    new_projects = [(pid, i) for pid, i in latest.items() if pid not in parents.projects]
+    if new_projects:
+        ids = sql.insert(Project, _PROJECT_COLUMNS, [
+            (pid, i.parsed.project_name, i.parsed.workspace_id, 0, 0, sql.moment(i.at), sql.moment(i.at))
+            for pid, i in new_projects
+        ])  # fmt: skip
+        for (pid, i), pk in zip(new_projects, ids, strict=True):
+            parents.projects[pid] = pk
+            named[pid] = (i.parsed.project_name, i.parsed.workspace_id)
     for pid, item in latest.items():
-        project, p = found[pid], item.parsed
-        renamed = (p.project_name and p.project_name != project.name) or (
-            p.workspace_id and p.workspace_id != project.workspace_id
-        )
-        if renamed:
-            project.name = p.project_name or project.name
-            project.workspace_id = p.workspace_id or project.workspace_id
-            Project.objects.filter(pk=project.pk).update(name=project.name, workspace_id=project.workspace_id)
-    return found
+        _rename(parents.projects[pid], named[pid], item.parsed)
+
+    new_jobs = _missing(items, parents.jobs, lambda p: (parents.projects[p.project_id], p.job_id))
+    if new_jobs:
+        rows = [(project, job_id, 0, 0, at, at) for (project, job_id), at in new_jobs.items()]
+        parents.jobs.update(zip(new_jobs, sql.insert(Job, _JOB_COLUMNS, rows), strict=True))
+    new_job_runs = _missing(items, parents.job_runs, lambda p: (parents.of(p)[1], p.job_run_id))
+    if new_job_runs:
+        rows = [(job, job_run_id, 0, 0, 0, 0, at, at) for (job, job_run_id), at in new_job_runs.items()]
+        parents.job_runs.update(zip(new_job_runs, sql.insert(JobRun, _JOB_RUN_COLUMNS, rows), strict=True))
+    return parents
 
 
-def _jobs(items: list[Incoming], projects: dict[str, Project]) -> dict[tuple[int, str], Job]:
-    wanted = {
-        (projects[i.parsed.project_id].pk, i.parsed.job_id): i.at for i in items if i.parsed.job_id
-    }
-    return _children(Job, "project_id", "job_id", wanted)
+_PROJECT_COLUMNS = ("project_id", "name", "workspace_id", "run_count", "failed_count", "first_received_at", "last_received_at")
+_JOB_COLUMNS = ("project_id", "job_id", "run_count", "failed_count", "first_received_at", "last_received_at")
+_JOB_RUN_COLUMNS = (
+    "job_id", "job_run_id", "total", "completed", "failed", "other", "first_received_at", "last_received_at",
+)  # fmt: skip
 
 
-def _job_runs(
-    items: list[Incoming], projects: dict[str, Project], jobs: dict[tuple[int, str], Job]
-) -> dict[tuple[int, str], JobRun]:
-    wanted: dict[tuple[int, str], datetime] = {}
-    for i in items:
-        job = jobs.get((projects[i.parsed.project_id].pk, i.parsed.job_id))
-        if job is not None and i.parsed.job_run_id:
-            wanted[(job.pk, i.parsed.job_run_id)] = i.at
-    return _children(JobRun, "job_id", "job_run_id", wanted)
+def _missing(items: list[Incoming], found: dict, key: Callable[[ParsedRun], tuple]) -> dict:
+    """The batch's (parent pk, id) pairs that `found` lacks, with when the first of them arrived."""
+    missing: dict[tuple[int, str], object] = {}
+    for item in items:
+        pair = key(item.parsed)
+        if pair[0] is not None and pair[1] and pair not in found:
+            missing.setdefault(pair, sql.moment(item.at))
+    return missing
 
 
-def _children(model, parent: str, key: str, wanted: dict[tuple[int, str], datetime]) -> dict:
-    """The rows of model named by (parent id, key) pairs, creating those that are new (a job in a
-    project, a job run in a job)."""
-    if not wanted:
-        return {}
-    found = {
-        (parent_pk, name): model(id=pk, **{parent: parent_pk, key: name})
-        for pk, parent_pk, name in sql.rows_in(model, parent, key, wanted)
-    }
-    missing = [
-        model(**{parent: parent_pk, key: name}, first_received_at=at, last_received_at=at)
-        for (parent_pk, name), at in wanted.items()
-        if (parent_pk, name) not in found
-    ]
-    for row in model.objects.bulk_create(missing):
-        found[(getattr(row, parent), getattr(row, key))] = row
-    return {pair: found[pair] for pair in wanted}
+def _rename(project: int, stored: tuple[str, str], p: ParsedRun) -> None:
+    """A later body may name the project (or its workspace) differently; the latest name wins."""
+    name, workspace = stored
+    new_name, new_workspace = p.project_name or name, p.workspace_id or workspace
+    if (new_name, new_workspace) != (name, workspace):
+        Project.objects.filter(pk=project).update(name=new_name, workspace_id=new_workspace)
 
 
 def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]]) -> None:
@@ -478,16 +497,9 @@ def reapply(changed: list[tuple[Run, Incoming]]) -> None:
     tally = Tally()
     for run, _ in changed:
         tally.add(run, -1)
-    items = [item for _, item in changed]
-    projects = _projects(items)
-    jobs = _jobs(items, projects)
-    job_runs = _job_runs(items, projects, jobs)
+    parents = _parents([item for _, item in changed])
     for run, item in changed:
-        p = item.parsed
-        project = projects[p.project_id]
-        job = jobs.get((project.pk, p.job_id))
-        job_run = job_runs.get((job.pk, p.job_run_id)) if job else None
-        _apply(run, p, project, job, job_run, run.content_sha256)
+        _apply(run, item.parsed, *parents.of(item.parsed), run.content_sha256)
     _assign_failure_groups(changed)
     for run, _ in changed:
         run.save()

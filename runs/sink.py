@@ -17,7 +17,7 @@ transaction takes all of them. No request waits for a timer, each still gets its
 its own batch is committed, and under load the cost of a commit is shared by many deliveries.
 
 The writer is a single dedicated thread with its own database connection (Django's connections
-are per thread), taken up again from the pool of idle ones (sinkdash/db) for each batch. Under
+are per thread), which it keeps between batches. Under
 Django's test client, which runs a test inside a transaction on its own connection, the batch
 runs on the caller's thread instead (SINK_WRITER_THREAD = False).
 """
@@ -27,13 +27,14 @@ import functools
 import json
 import logging
 import secrets
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, close_old_connections, connection
+from django.db import DatabaseError, IntegrityError, connection
 from django.http.request import split_domain_port, validate_host
 from django.utils.csp import build_policy
 
@@ -44,15 +45,32 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 
 
+# The writer keeps its connection from batch to batch: closing it into the pool and taking it up
+# again cost more than a small batch's statements. A connection that sat idle this long is
+# checked before use (one round trip on PostgreSQL), so the first delivery after the database
+# restarted is stored rather than refused.
+IDLE_CHECK_SECONDS = 1.0
+_last_batch_at = 0.0
+
+
 def _commit(bodies: list[tuple[bytes, dict[str, str]]]) -> list[Outcome]:
-    """Runs on the writer thread. A broken or expired connection is replaced first, the way
-    Django does between requests, so the sink recovers by itself after the database returns."""
-    close_old_connections()
+    """Runs on the writer thread. A connection that failed a batch and no longer works is closed,
+    so the next batch opens a new one and the sink recovers by itself after an outage."""
+    global _last_batch_at
+    if time.monotonic() - _last_batch_at > IDLE_CHECK_SECONDS:
+        _drop_if_unusable()
     try:
         return receive_many(bodies)
     except DatabaseError:
-        connection.close_if_unusable_or_obsolete()
+        _drop_if_unusable()
         raise
+    finally:
+        _last_batch_at = time.monotonic()
+
+
+def _drop_if_unusable() -> None:
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
 
 
 class GroupCommit:
