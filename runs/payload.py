@@ -9,8 +9,8 @@ importer and reprocessing all call `parse`, so a parser fix reaches every path.
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import orjson
 
@@ -66,8 +66,10 @@ class Refused(Exception):
         self.field = field
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedRun:
+class ParsedRun(NamedTuple):
+    """What a body says about its run. A named tuple: immutable, and built in a third of the time
+    a frozen dataclass takes (an import builds one per body)."""
+
     run_id: str
     api_name: str
     status: str

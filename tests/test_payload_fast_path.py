@@ -21,7 +21,7 @@ def exactly(raw: bytes) -> payload.ParsedRun:
 
 
 def same_run(a: payload.ParsedRun, b: payload.ParsedRun) -> None:
-    for name in a.__dataclass_fields__:
+    for name in a._fields:
         left, right = getattr(a, name), getattr(b, name)
         if name.endswith("_json"):  # equal values; a float may be spelled 1e+16 or 1e16
             left, right = json.loads(left), json.loads(right)

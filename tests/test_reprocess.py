@@ -1,6 +1,5 @@
 """reprocess: stored raw bodies run through today's parser, so a parser fix reaches old data."""
 
-import dataclasses
 import io
 import json
 from datetime import timedelta
@@ -78,7 +77,7 @@ def parser_that_reads_state(raw: bytes) -> payload.ParsedRun:
     parsed = real_parse(raw)
     state = json.loads(raw)["apiInfo"].get("state")
     if parsed.status == "unknown" and state:
-        return dataclasses.replace(parsed, status=state, extra_json="{}")
+        return parsed._replace(status=state, extra_json="{}")
     return parsed
 
 
