@@ -42,7 +42,7 @@ from runs.models import (
 )
 from runs import sql
 from runs.counters import Tally
-from runs.payload import ParsedRun, Refused, fingerprint, normalise_message, parse
+from runs.payload import ParsedRun, Refused, fingerprint, normalise_message, parameters_key, parse
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,8 @@ class NewRun:
         return (
             p.run_id, self.project_id, self.job_id, self.job_run_id, p.api_name, p.status,
             p.status_code, p.error_code, p.error_message, p.error_category, p.error_doc_url,
-            p.parameters_json, p.parameters_sha256, p.result_json, p.extra_json, p.auth_session_id,
+            p.parameters_json, p.parameters_sha256, parameters_key(p.api_name, p.parameters_sha256),
+            p.result_json, p.extra_json, p.auth_session_id,
             sql.moment(p.started_at), sql.moment(p.ended_at), p.trace_url, p.log_url,
             self.failure_group_id, self.sha256, self.delivery_count,
             sql.moment(self.first_received_at), sql.moment(self.last_received_at),
@@ -257,8 +258,8 @@ class NewRun:
 _RUN_COLUMNS = (
     "run_id", "project_id", "job_id", "job_run_id", "api_name", "status", "status_code",
     "error_code", "error_message", "error_category", "error_doc_url", "parameters_json",
-    "parameters_sha256", "result_json", "extra_json", "auth_session_id", "started_at", "ended_at",
-    "trace_url", "log_url", "failure_group_id", "content_sha256", "delivery_count",
+    "parameters_sha256", "parameters_key", "result_json", "extra_json", "auth_session_id",
+    "started_at", "ended_at", "trace_url", "log_url", "failure_group_id", "content_sha256", "delivery_count",
     "first_received_at", "last_received_at",
 )  # fmt: skip
 _DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_json", "source", "outcome")
@@ -352,6 +353,7 @@ def _apply(
     run.content_sha256 = sha
     for name in STATE_FIELDS:
         setattr(run, name, getattr(parsed, name))
+    run.parameters_key = parameters_key(parsed.api_name, parsed.parameters_sha256)
 
 
 @dataclass(slots=True)

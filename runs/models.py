@@ -11,6 +11,7 @@ matches it with a plain LIKE.
 """
 
 from django.db import models
+from django.db.models import Q
 
 
 class Status(models.TextChoices):
@@ -168,6 +169,9 @@ class Run(models.Model):
     parameters_sha256 = models.CharField(
         max_length=64, blank=True, help_text="sha256 of the parameters with sorted keys."
     )
+    parameters_key = models.BigIntegerField(
+        null=True, blank=True, help_text="payload.parameters_key(api_name, parameters_sha256)."
+    )
     result_json = models.TextField(default="null")
     extra_json = models.TextField(default="{}", help_text="Fields neither payload shape names.")
     auth_session_id = models.TextField(blank=True)
@@ -193,12 +197,19 @@ class Run(models.Model):
             models.Index(fields=["job_run", "-id"], name="run_by_job_run"),
             models.Index(fields=["job_run", "status", "-id"], name="run_by_job_run_status"),
             models.Index(fields=["api_name", "-id"], name="run_by_api"),
-            models.Index(fields=["error_code", "-id"], name="run_by_error_code"),
-            models.Index(fields=["failure_group", "-id"], name="run_by_failure_group"),
-            # The run page's "runs with the same parameters in other job runs".
+            # Error codes and failure groups belong to failures: the other runs (most of them) are
+            # left out of their indexes, and every query on them names a code or a group.
             models.Index(
-                fields=["project", "api_name", "parameters_sha256", "-id"], name="run_same_parameters"
+                fields=["error_code", "-id"], condition=~Q(error_code=""), name="run_by_error_code"
             ),
+            models.Index(
+                fields=["failure_group", "-id"],
+                condition=Q(failure_group__isnull=False),
+                name="run_by_failure_group",
+            ),
+            # The run page's "runs with the same parameters in other job runs", and the run list's
+            # parameters filter: by the short key of (API, digest), see payload.parameters_key.
+            models.Index(fields=["project", "parameters_key", "-id"], name="run_same_parameters"),
             # since/until become id bounds through this index (runs.queries.id_bounds).
             models.Index(fields=["first_received_at"], name="run_by_first_received"),
             # Prune walks the oldest runs first.

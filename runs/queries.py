@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from runs import sql
+from runs.payload import parameters_key
 from runs.models import (
     Delivery,
     FailureDay,
@@ -161,12 +162,12 @@ def filter_runs(f: RunFilter) -> QuerySet[Run]:
         runs = runs.filter(job_run_id__in=_ids(JobRun, job_run_id=f.job_run))
     if f.api:
         runs = runs.filter(api_name=f.api)
-    if f.error_code:
-        runs = runs.filter(error_code=f.error_code)
+    if f.error_code:  # `<> ''` as well: what lets the database use the partial run_by_error_code
+        runs = runs.filter(error_code=f.error_code).exclude(error_code="")
     if f.failure_group is not None:
         runs = runs.filter(failure_group_id=f.failure_group)
-    if f.parameters:
-        runs = runs.filter(parameters_sha256=f.parameters)
+    if f.parameters:  # _parameters made sure the project and API are given as well
+        runs = runs.filter(parameters_key=parameters_key(f.api, f.parameters), parameters_sha256=f.parameters)
     if f.q:
         runs = runs.filter(_search(f.q))
     low, high = id_bounds(f.since, f.until)
@@ -507,7 +508,10 @@ def same_parameters(run: Run, limit: int = 20) -> list[Run]:
     through the run_same_parameters index."""
     runs = _listed(
         Run.objects.filter(
-            project_id=run.project_id, api_name=run.api_name, parameters_sha256=run.parameters_sha256
+            project_id=run.project_id,
+            parameters_key=parameters_key(run.api_name, run.parameters_sha256),
+            api_name=run.api_name,
+            parameters_sha256=run.parameters_sha256,
         ).exclude(pk=run.pk)
     )
     if run.job_run_id:
