@@ -31,10 +31,15 @@ from runs.ingest import Incoming, bound_quarantine, store_committed
 from runs.models import RejectedDelivery
 from runs.payload import Refused, parse
 
-# Bodies per transaction. Each batch pays a fixed dozen statements (parents, counters, commit),
-# so bigger batches import faster; 2,000 ~2 KB bodies hold the SQLite write lock for a few tenths
-# of a second, which a webhook delivery arriving meanwhile waits out well within its timeout.
-BATCH_SIZE = 2000
+# Bodies per transaction, and their bytes. Each batch pays a fixed dozen statements (parents,
+# counters, commit), and on SQLite the commit writes every page the batch touched: the run id
+# and parameters indexes get their entries at random places, so a bigger batch puts more of
+# them on each page written (at a million runs, 5,000 imported 15% faster than 2,000; 10,000
+# only 4% faster again, for 20 MB more memory). 5,000 ~1 KB bodies hold the SQLite write lock
+# for about half a second, which a webhook delivery arriving meanwhile waits out well within its
+# timeout. The byte bound keeps a batch of large bodies (results reach 2 MB) from filling memory.
+BATCH_SIZE = 5000
+BATCH_BYTES = 32 * 2**20
 # SQLite page cache for the import's connection, in MiB (the server's connections keep the
 # settings' 32). Run ids and parameter digests are random keys, so past ~100k runs their index
 # pages stop fitting a small cache and every insert reads a page back; 128 MiB keeps them in
@@ -366,12 +371,15 @@ def _larger_sqlite_cache() -> Iterator[None]:
 
 
 def _batches(items: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    """Records in batches of `size`, or fewer when their bodies reach BATCH_BYTES."""
     batch: list[Record] = []
+    held = 0
     for item in items:
         batch.append(item)
-        if len(batch) >= size:
+        held += len(item.raw or b"")
+        if len(batch) >= size or held >= BATCH_BYTES:
             yield batch
-            batch = []
+            batch, held = [], 0
     if batch:
         yield batch
 

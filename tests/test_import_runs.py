@@ -145,6 +145,21 @@ def test_many_bodies_are_stored_in_batches(tmp_path):
     assert counter_mismatches() == []
 
 
+def test_a_batch_ends_early_when_its_bodies_reach_the_byte_bound(tmp_path, monkeypatch):
+    """Results reach 2 MB: a batch of 5,000 of those would hold gigabytes in memory."""
+    from runs import importer
+
+    stored = []
+    real = importer._store_batch
+    monkeypatch.setattr(importer, "_store_batch", lambda batch, *a: stored.append(len(batch)) or real(batch, *a))
+    monkeypatch.setattr(importer, "BATCH_BYTES", 3 * 1024)
+    bodies = [documented_body(f"b-{i}", result={"blob": "x" * 1000}) for i in range(10)]
+    out, _ = run_import(jsonl(tmp_path / "runs.jsonl", bodies))
+    assert "10 new" in out
+    assert max(stored) < 10 and sum(stored) == 10
+    assert counter_mismatches() == []
+
+
 def test_a_line_over_the_body_limit_is_refused_without_being_kept(tmp_path, settings):
     settings.MAX_BODY_BYTES = 1024 * 1024
     huge = json.dumps(documented_body("big", result={"blob": "x" * (3 * 1024 * 1024)}))
