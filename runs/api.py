@@ -198,12 +198,13 @@ def get_run(request: HttpRequest, run_id: str):
     run = queries.run_detail(run_id)
     if run is None:
         return Status(404, {"detail": f"no run with id {run_id!r}"})
+    result_json, extra_json = queries.state_of(run)
     return {
         **RunItem.of(run),
         "parameters": json.loads(run.parameters_json),
         "parameters_sha256": run.parameters_sha256,
-        "result": json.loads(run.result_json),
-        "extra": json.loads(run.extra_json),
+        "result": json.loads(result_json),
+        "extra": json.loads(extra_json),
         "auth_session_id": run.auth_session_id,
         "started_at": run.started_at,
         "ended_at": run.ended_at,

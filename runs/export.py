@@ -20,7 +20,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from runs.models import JobRun, Run
-from runs.queries import RunFilter, filter_runs, per_status, storable
+from runs.queries import RunFilter, filter_runs, per_status, result_and_extra, storable, with_state_body
 
 PAGE_SIZE = 1000
 # A result whose objects bring ever new keys must not make a header of unbounded width.
@@ -37,7 +37,7 @@ _RUN_VALUES = [
 ]  # fmt: skip
 _JSONL_VALUES = _RUN_VALUES + [
     "error_doc_url", "last_received_at", "started_at", "ended_at", "auth_session_id", "trace_url",
-    "log_url", "delivery_count", "result_json", "extra_json",
+    "log_url", "delivery_count", "state_raw",
 ]  # fmt: skip
 
 # Spreadsheets run a cell that starts with one of these as a formula (scraped text can be hostile).
@@ -94,18 +94,19 @@ def runs_csv(f: RunFilter) -> Iterator[str]:
 
 
 def runs_jsonl(f: RunFilter) -> Iterator[str]:
-    for rows in _merged_pages(f, _JSONL_VALUES):
+    for rows in _merged_pages(f, _JSONL_VALUES, with_state=True):
         yield "".join(_jsonl_line(r) for r in rows)
 
 
-def _merged_pages(f: RunFilter, fields) -> Iterator[list[dict]]:
+def _merged_pages(f: RunFilter, fields, *, with_state: bool = False) -> Iterator[list[dict]]:
     """Pages of the filtered runs, newest first; with several statuses, one keyset stream per
     status merged by id (see queries.per_status), so no query sorts the whole match."""
     parts = per_status(f)
+    runs = (lambda one: with_state_body(filter_runs(one))) if with_state else filter_runs
     if len(parts) == 1:
-        yield from _pages(filter_runs(f), fields)
+        yield from _pages(runs(f), fields)
         return
-    streams = [(row for rows in _pages(filter_runs(one), fields) for row in rows) for one in parts]
+    streams = [(row for rows in _pages(runs(one), fields) for row in rows) for one in parts]
     for rows in itertools.batched(heapq.merge(*streams, key=lambda r: -r["id"]), PAGE_SIZE):
         yield list(rows)
 
@@ -133,17 +134,17 @@ def _jsonl_line(r: dict) -> str:
         "log_url": r["log_url"],
         "delivery_count": r["delivery_count"],
     }
-    # The JSON columns hold JSON text already (one line, see payload.dump_json): splicing it in
-    # keeps every value exactly as stored (big integers included) and skips a parse per run.
+    # The parser writes JSON text on one line (payload.dump_json): splicing it in keeps every
+    # value exactly as received, big integers included.
+    result_json, extra_json = result_and_extra(r["state_raw"])
     head = json.dumps(meta, ensure_ascii=False)[:-1]
-    return (
-        f'{head}, "parameters": {r["parameters_json"]}, "result": {r["result_json"]}, '
-        f'"extra": {r["extra_json"]}}}\n'
-    )
+    return f'{head}, "parameters": {r["parameters_json"]}, "result": {result_json}, "extra": {extra_json}}}\n'
 
 
-def _result_objects(result_json: str) -> list[dict]:
-    value = json.loads(result_json)
+def _result_objects(state_raw: bytes | None) -> list[dict]:
+    """The objects of a run's result, read from its state body: the result itself if it is one,
+    or the objects in it if it is a list."""
+    value = json.loads(result_and_extra(state_raw)[0])
     if isinstance(value, dict):
         return [value]
     if isinstance(value, list):
@@ -163,12 +164,12 @@ def job_run_results_csv(job_runs: list[int]) -> Iterator[str]:
     """One row per object in the runs' results (a list of objects, or one object), oldest run
     first. The columns are run_id and the union of the objects' keys, so the rows are read twice:
     once for the keys, once to write them, both up to the newest run seen by the first pass."""
-    runs = Run.objects.filter(job_run_id__in=job_runs)
+    runs = with_state_body(Run.objects.filter(job_run_id__in=job_runs))
     keys: dict[str, None] = {}
     newest = None
-    for rows in _pages(runs, ["id", "result_json"], newest_first=False):
+    for rows in _pages(runs, ["id", "state_raw"], newest_first=False):
         for r in rows:
-            for obj in _result_objects(r["result_json"]):
+            for obj in _result_objects(r["state_raw"]):
                 for key in obj:
                     if len(keys) < MAX_RESULT_COLUMNS:
                         keys.setdefault(key, None)
@@ -178,11 +179,11 @@ def job_run_results_csv(job_runs: list[int]) -> Iterator[str]:
     yield _csv_chunk([header])
     if newest is None:
         return
-    for rows in _pages(runs.filter(id__lte=newest), ["id", "run_id", "result_json"], newest_first=False):
+    for rows in _pages(runs.filter(id__lte=newest), ["id", "run_id", "state_raw"], newest_first=False):
         yield _csv_chunk(
             [r["run_id"]] + [_cell(obj.get(key)) for key in columns]
             for r in rows
-            for obj in _result_objects(r["result_json"])
+            for obj in _result_objects(r["state_raw"])
         )
 
 

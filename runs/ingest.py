@@ -248,8 +248,7 @@ class NewRun:
             p.run_id, self.project_id, self.job_id, self.job_run_id, p.api_name, p.status,
             p.status_code, p.error_code, p.error_message, p.error_category, p.error_doc_url,
             p.parameters_json, p.parameters_sha256, parameters_key(p.api_name, p.parameters_sha256),
-            p.result_json, p.extra_json, p.auth_session_id,
-            sql.moment(p.started_at), sql.moment(p.ended_at), p.trace_url, p.log_url,
+            p.auth_session_id, sql.moment(p.started_at), sql.moment(p.ended_at), p.trace_url, p.log_url,
             self.failure_group_id, self.sha256, self.delivery_count,
             sql.moment(self.first_received_at), sql.moment(self.last_received_at),
         )  # fmt: skip
@@ -258,8 +257,8 @@ class NewRun:
 _RUN_COLUMNS = (
     "run_id", "project_id", "job_id", "job_run_id", "api_name", "status", "status_code",
     "error_code", "error_message", "error_category", "error_doc_url", "parameters_json",
-    "parameters_sha256", "parameters_key", "result_json", "extra_json", "auth_session_id",
-    "started_at", "ended_at", "trace_url", "log_url", "failure_group_id", "content_sha256", "delivery_count",
+    "parameters_sha256", "parameters_key", "auth_session_id", "started_at", "ended_at",
+    "trace_url", "log_url", "failure_group_id", "content_sha256", "delivery_count",
     "first_received_at", "last_received_at",
 )  # fmt: skip
 _DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_json", "source", "outcome")
@@ -339,10 +338,11 @@ def _older(parsed: ParsedRun, run: Run) -> bool:
     return stored is not None and incoming is not None and incoming < stored
 
 
+# What a run keeps of its state body (its result and unknown fields are read from the body).
 STATE_FIELDS = (
     "api_name", "status", "status_code", "error_code", "error_message", "error_category",
-    "error_doc_url", "parameters_json", "parameters_sha256", "result_json", "extra_json",
-    "auth_session_id", "started_at", "ended_at", "trace_url", "log_url",
+    "error_doc_url", "parameters_json", "parameters_sha256", "auth_session_id", "started_at",
+    "ended_at", "trace_url", "log_url",
 )  # fmt: skip
 
 

@@ -4,10 +4,12 @@ delivery's raw bytes, failure groups and the quarantine of refused bodies.
 Counters that pages show live on the parent rows and move in the same transaction as the Run
 (runs.ingest), so no page ever counts the runs table.
 
-Payload JSON (parameters, result, unknown fields) is kept as JSON *text*, not a JSONField: PostgreSQL's
-jsonb refuses "\\u0000" inside strings and SQLite's JSON functions round integers beyond 64 bits, while
-text keeps every legal JSON value exactly on both databases, and the run list's free-text search
-matches it with a plain LIKE.
+A run's parameters are kept as JSON *text*, not a JSONField: PostgreSQL's jsonb refuses "\\u0000"
+inside strings and SQLite's JSON functions round integers beyond 64 bits, while text keeps every
+legal JSON value exactly on both databases, and the run list's free-text search matches it with a
+plain LIKE. Its result and the fields neither payload shape names are not kept on the run at all:
+they are in the raw body its state came from (the delivery with its content_sha256), read again
+when a page shows them (queries.state_of). Kept twice, they were a third of every run's row.
 """
 
 from django.db import models
@@ -172,8 +174,6 @@ class Run(models.Model):
     parameters_key = models.BigIntegerField(
         null=True, blank=True, help_text="payload.parameters_key(api_name, parameters_sha256)."
     )
-    result_json = models.TextField(default="null")
-    extra_json = models.TextField(default="{}", help_text="Fields neither payload shape names.")
     auth_session_id = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

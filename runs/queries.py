@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from runs import sql
-from runs.payload import parameters_key
+from runs.payload import Refused, parameters_key, parse
 from runs.models import (
     Delivery,
     FailureDay,
@@ -235,7 +235,7 @@ _LISTED = (
     "error_category", "first_received_at", "project__project_id", "project__name", "job__job_id",
     "job_run__job_run_id",
 )  # fmt: skip
-_NOT_LISTED = ("parameters_json", "result_json", "extra_json")
+_NOT_LISTED = ("parameters_json",)
 
 
 def _listed(runs: QuerySet[Run]) -> QuerySet[Run]:
@@ -289,6 +289,34 @@ def run_detail(run_id: str) -> Run | None:
         .filter(run_id=run_id)
         .first()
     )
+
+
+def state_of(run: Run) -> tuple[str, str]:
+    """The JSON texts of the run's result and of the fields neither payload shape names, read
+    from the body its state came from: a run keeps them only there (see runs.models)."""
+    bodies = Delivery.objects.filter(run_id=run.pk, sha256=run.content_sha256).order_by("id")
+    return result_and_extra(bodies.values_list("raw", flat=True).first())
+
+
+def with_state_body(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """Runs annotated with `state_raw`, the bytes of the delivery their state came from, for lists
+    that show results (exports): one look-up per run through delivery_by_run_sha. (Bodies of a
+    run with the same bytes are the same body; the first stands for them.)"""
+    bodies = Delivery.objects.filter(run_id=OuterRef("pk"), sha256=OuterRef("content_sha256")).order_by("id")
+    return runs.annotate(state_raw=Subquery(bodies.values("raw")[:1]))
+
+
+def result_and_extra(raw: bytes | memoryview | None) -> tuple[str, str]:
+    """A state body's result and unknown fields as JSON texts; "null" and "{}" when the body is
+    gone or today's parser refuses it (reprocess lists such runs)."""
+    if raw is not None:
+        try:
+            state = parse(bytes(raw))
+        except Refused:
+            pass
+        else:
+            return state.result_json, state.extra_json
+    return "null", "{}"
 
 
 def deliveries_of(run: Run):

@@ -179,14 +179,16 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = queries.run_detail(run_id)
     if run is None:
         raise Http404(f"no run with id {run_id!r}")
-    result = _pretty(run.result_json)
+    result_json, extra_json = queries.state_of(run)
+    result = _pretty(result_json)
     context = {
         "run": run,
         "parameters": _pretty(run.parameters_json),
+        "has_result": result_json != "null",
         "result_preview": result[:PREVIEW_CHARS],
         "result_cut": len(result) > PREVIEW_CHARS,
-        "result_size": len(run.result_json.encode()),
-        "extra": _pretty(run.extra_json) if run.extra_json not in ("{}", "") else "",
+        "result_size": len(result_json.encode()),
+        "extra": _pretty(extra_json) if extra_json != "{}" else "",
         "deliveries": list(queries.deliveries_of(run)),
         "same_parameters": queries.same_parameters(run),
         "same_parameters_url": _same_parameters_url(run),
@@ -225,7 +227,8 @@ def run_result(request: HttpRequest, run_id: str) -> HttpResponse:
     run = queries.run_detail(run_id)
     if run is None:
         raise Http404(f"no run with id {run_id!r}")
-    return raw_response(run.result_json.encode(), "result.json")
+    result_json, _ = queries.state_of(run)
+    return raw_response(result_json.encode(), "result.json")
 
 
 def _body_preview(raw: bytes) -> tuple[str, bool]:

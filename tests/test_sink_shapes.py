@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from runs import queries
 from runs.models import Job, JobRun, Project, Run
 from tests.conftest import documented_body, example_bytes, newer_body
 
@@ -18,7 +19,7 @@ def test_documented_completed_example(sink):
     assert run.status == "completed" and run.status_code == 200
     assert run.api_name == "list-products"
     assert json.loads(run.parameters_json) == {"category": "shoes", "page": 1}
-    assert json.loads(run.result_json) == [{"title": "Trail runner", "price": 89.0}]
+    assert json.loads(queries.state_of(run)[0]) == [{"title": "Trail runner", "price": 89.0}]
     assert run.auth_session_id == "default"
     assert run.project.project_id == "c0ffee00-1234-4abc-8def-0123456789ab"
     assert run.project.name == "shop-scraper"
@@ -47,7 +48,7 @@ def test_newer_failed_example(sink):
     assert run.log_url == "https://files.example/logs.jsonl"
     assert run.started_at.isoformat() == "2026-11-30T08:00:00+00:00"
     assert run.ended_at.isoformat() == "2026-11-30T08:10:00+00:00"
-    assert json.loads(run.result_json) is None
+    assert json.loads(queries.state_of(run)[0]) is None
 
 
 def test_run_api_delivery_without_a_job(sink):
@@ -65,8 +66,9 @@ def test_newer_completed_keeps_output_and_extended_payloads(sink):
     sink.post(body)
     run = Run.objects.get()
     assert run.status == "completed"
-    assert json.loads(run.result_json) == {"price": 9.5}
-    extra = json.loads(run.extra_json)
+    result_json, extra_json = queries.state_of(run)
+    assert json.loads(result_json) == {"price": 9.5}
+    extra = json.loads(extra_json)
     assert extra["apiInfo.result"]["extendedPayloads"][0]["api"] == "reviews"
 
 
@@ -100,7 +102,7 @@ def test_unknown_fields_are_kept(sink):
     body["newTopLevel"] = {"a": 1}
     body["apiInfo"]["attempt"] = 3
     sink.post(body)
-    assert json.loads(Run.objects.get().extra_json) == {"newTopLevel": {"a": 1}, "apiInfo": {"attempt": 3}}
+    assert json.loads(queries.state_of(Run.objects.get())[1]) == {"newTopLevel": {"a": 1}, "apiInfo": {"attempt": 3}}
 
 
 def test_error_object_in_documented_result_is_understood(sink):
