@@ -3,7 +3,8 @@
 Two shapes arrive (see shared/intuned/README.md): the documented one, where `apiInfo.result` holds
 `status`, `result` or `error`/`message`, and `statusCode`; and the newer platform shape, where
 `apiInfo.result` holds `output`, and `apiInfo.error` / `apiInfo.reason` are objects. The webhook, the
-importer and reprocessing all call `parse`, so a parser fix reaches every path.
+importer and reprocessing all call `parse`, so a parser fix reaches every path. `content` reads the
+rest of a body (result, unknown fields) when a page shows a run: runs do not keep it.
 """
 
 import hashlib
@@ -80,8 +81,6 @@ class ParsedRun(NamedTuple):
     error_doc_url: str
     parameters_json: str
     parameters_sha256: str
-    result_json: str
-    extra_json: str
     auth_session_id: str
     started_at: datetime | None
     ended_at: datetime | None
@@ -290,25 +289,9 @@ def _extra(body: dict, api_info: dict, result: object) -> dict:
 
 
 def parse(raw: bytes) -> ParsedRun:
-    body, by_orjson = _decode(raw)
-    dump = _dump_read_by_orjson if by_orjson else dump_json
-    if not isinstance(body, dict):
-        raise Refused(422, f"body must be a JSON object, not {_json_type(body)}")
-    api_info = body.get("apiInfo")
-    if not isinstance(api_info, dict):
-        raise Refused(422, "apiInfo is missing or not an object", field="apiInfo")
-    if "runId" in api_info and not isinstance(api_info["runId"], str):
-        kind = _json_type(api_info["runId"])
-        raise Refused(422, f"apiInfo.runId must be a string, not {kind}", field="apiInfo.runId")
+    body, api_info, by_orjson = _run_body(raw)
     run_id = _identifier(api_info, "runId", "apiInfo.runId", required=True)
-
     result = api_info.get("result")
-    if isinstance(result, dict) and "output" in result and "status" not in result:
-        output = result["output"]  # newer shape
-    elif isinstance(result, dict) and ("status" in result or "statusCode" in result):
-        output = result.get("result")  # documented shape
-    else:
-        output = result
     error_code, error_message, error_category, error_doc_url = _error(api_info, result)
     project = body.get("project")
     auth_session = body.get("authSession")
@@ -321,10 +304,8 @@ def parse(raw: bytes) -> ParsedRun:
         error_message=error_message,
         error_category=error_category,
         error_doc_url=error_doc_url,
-        parameters_json=dump(api_info.get("parameters")),
+        parameters_json=(_dump_read_by_orjson if by_orjson else dump_json)(api_info.get("parameters")),
         parameters_sha256=parameters_digest(api_info.get("parameters")),
-        result_json=dump(output),
-        extra_json=dump(_extra(body, api_info, result)),
         auth_session_id=_identifier(auth_session, "id", "authSession.id"),
         started_at=_moment(api_info.get("started_at")),
         ended_at=_moment(api_info.get("ended_at")),
@@ -336,6 +317,42 @@ def parse(raw: bytes) -> ParsedRun:
         job_id=_identifier(body.get("projectJob"), "id", "projectJob.id"),
         job_run_id=_identifier(body.get("projectJobRun"), "id", "projectJobRun.id"),
     )
+
+
+class Content(NamedTuple):
+    """What a body holds beyond what its run keeps (runs.models says why), as JSON text."""
+
+    result_json: str  # the run's result ("null" when it sent none)
+    extra_json: str  # the fields neither payload shape names ("{}" when there are none)
+
+
+def content(raw: bytes) -> Content:
+    """The result and unknown fields of a body that parse() takes, read the way parse() reads the
+    rest of it; refuses what parse() refuses."""
+    body, api_info, by_orjson = _run_body(raw)
+    dump = _dump_read_by_orjson if by_orjson else dump_json
+    result = api_info.get("result")
+    if isinstance(result, dict) and "output" in result and "status" not in result:
+        output = result["output"]  # newer shape
+    elif isinstance(result, dict) and ("status" in result or "statusCode" in result):
+        output = result.get("result")  # documented shape
+    else:
+        output = result
+    return Content(dump(output), dump(_extra(body, api_info, result)))
+
+
+def _run_body(raw: bytes) -> tuple[dict, dict, bool]:
+    """The body and its apiInfo, and whether orjson read them; Refused unless it names a run."""
+    body, by_orjson = _decode(raw)
+    if not isinstance(body, dict):
+        raise Refused(422, f"body must be a JSON object, not {_json_type(body)}")
+    api_info = body.get("apiInfo")
+    if not isinstance(api_info, dict):
+        raise Refused(422, "apiInfo is missing or not an object", field="apiInfo")
+    if "runId" in api_info and not isinstance(api_info["runId"], str):
+        kind = _json_type(api_info["runId"])
+        raise Refused(422, f"apiInfo.runId must be a string, not {kind}", field="apiInfo.runId")
+    return body, api_info, by_orjson
 
 
 def _json_type(value: object) -> str:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from runs import sql
-from runs.payload import Refused, parameters_key, parse
+from runs.payload import Refused, content, parameters_key
 from runs.models import (
     Delivery,
     FailureDay,
@@ -311,11 +311,9 @@ def result_and_extra(raw: bytes | memoryview | None) -> tuple[str, str]:
     gone or today's parser refuses it (reprocess lists such runs)."""
     if raw is not None:
         try:
-            state = parse(bytes(raw))
+            return content(bytes(raw))
         except Refused:
             pass
-        else:
-            return state.result_json, state.extra_json
     return "null", "{}"
 
 

@@ -12,7 +12,7 @@ BATCH = 2000
 
 
 def refill(apps, schema_editor):
-    from runs.payload import Refused, parse  # the parser of the day: what reprocess would store
+    from runs.payload import Refused, content  # the parser of the day: what reprocess would store
 
     Run = apps.get_model("runs", "Run")
     Delivery = apps.get_model("runs", "Delivery")
@@ -29,12 +29,11 @@ def refill(apps, schema_editor):
         for run in runs:
             raw = bodies.get((run.id, run.content_sha256))
             try:
-                parsed = parse(raw) if raw is not None else None
+                if raw is not None:
+                    run.result_json, run.extra_json = content(raw)
+                    filled.append(run)
             except Refused:  # left at the defaults, as reprocess leaves a run its parser refuses
-                continue
-            if parsed is not None:
-                run.result_json, run.extra_json = parsed.result_json, parsed.extra_json
-                filled.append(run)
+                pass
         Run.objects.bulk_update(filled, ["result_json", "extra_json"])
 
 
