@@ -19,8 +19,8 @@ Batches exist for speed: the importer stores thousands of bodies per transaction
 commits the deliveries that arrived while the previous commit was running together (runs.sink).
 """
 
+import functools
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +42,7 @@ from runs.models import (
 )
 from runs import sql
 from runs.counters import Tally
-from runs.payload import ParsedRun, Refused, fingerprint, normalise_message, parameters_key, parse
+from runs.payload import ParsedRun, Refused, dump_json, fingerprint, normalise_message, parameters_key, parse
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,12 @@ class Incoming:
 
 
 def safe_headers(headers: dict[str, str]) -> str:
-    kept = {
-        name: value
-        for name, value in headers.items()
-        if not any(word in name.lower() for word in _SECRET_HEADER_WORDS)
-    }
-    return json.dumps(kept, ensure_ascii=False)
+    return dump_json({name: value for name, value in headers.items() if not _secret(name)})
+
+
+@functools.lru_cache(maxsize=256)  # senders repeat the same few header names
+def _secret(name: str) -> bool:
+    return any(word in name.lower() for word in _SECRET_HEADER_WORDS)
 
 
 def receive(

@@ -32,6 +32,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection
@@ -207,6 +208,7 @@ async def accept(raw: bytes | None, headers: dict[str, str]) -> Answer:
     )
 
 
+@functools.lru_cache(maxsize=256)  # senders repeat the same few header names
 def _header_name(raw: bytes) -> str:
     return "-".join(part.capitalize() for part in raw.decode("latin-1").split("-"))
 
@@ -225,7 +227,10 @@ def _security_headers() -> list[tuple[bytes, bytes]]:
 
 
 async def _respond(send, answer: Answer) -> None:
-    body = json.dumps(answer.body).encode()
+    try:
+        body = orjson.dumps(answer.body)
+    except orjson.JSONEncodeError:  # a lone surrogate in a reason, say: the standard library escapes it
+        body = json.dumps(answer.body).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

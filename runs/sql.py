@@ -9,13 +9,13 @@ connection, inside its transactions, and their errors still arrive as Django's D
 SQL is written with %s placeholders; SQLite's are rewritten to ? once per statement text.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
 from datetime import date, datetime
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
+@functools.cache
 def table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
@@ -52,33 +52,35 @@ def _native_sql(sql: str) -> str:
     return text
 
 
-@contextmanager
-def _cursor() -> Iterator:
-    """The driver's cursor on Django's connection, its errors raised as Django's."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        cursor = connection.connection.cursor()
+def _wrapper():
+    """Django's connection (the object itself: each attribute read through the `connection` proxy
+    looks it up again), connected."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.connection is None:
+        db.ensure_connection()
+    return db
+
+
+def fetch_all(sql: str, params: list) -> list[tuple]:
+    db = _wrapper()
+    with db.wrap_database_errors:  # the driver's errors raised as Django's
+        return db.connection.execute(_native_sql(sql), params).fetchall()
+
+
+def execute_many(sql: str, rows: list[tuple]) -> None:
+    db = _wrapper()
+    with db.wrap_database_errors:
+        cursor = db.connection.cursor()
         try:
-            yield cursor
+            cursor.executemany(_native_sql(sql), rows)
         finally:
             cursor.close()
 
 
-def fetch_all(sql: str, params: list) -> list[tuple]:
-    with _cursor() as cursor:
-        cursor.execute(_native_sql(sql), params)
-        return cursor.fetchall()
-
-
-def execute_many(sql: str, rows: list[tuple]) -> None:
-    with _cursor() as cursor:
-        cursor.executemany(_native_sql(sql), rows)
-
-
 def execute(sql: str, params: list) -> int:
-    with _cursor() as cursor:
-        cursor.execute(_native_sql(sql), params)
-        return cursor.rowcount
+    db = _wrapper()
+    with db.wrap_database_errors:
+        return db.connection.execute(_native_sql(sql), params).rowcount
 
 
 def _chunks(rows: list[tuple]) -> list[list[tuple]]:
