@@ -60,17 +60,29 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server and its worker processes so far (Linux /proc)."""
+        return sum(self.thread_cpu_seconds().values())
+
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """The same, split between the processes' main threads (the event loop: HTTP, the sink's
+        checks, the answers) and their other threads (sinkdash's writer; the floor has none)."""
         ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
+        split = {"event loop": 0.0, "other threads": 0.0}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             pid, ppid = int(stat.parent.name), int(fields[1])
-            if pid == self.proc.pid or ppid == self.proc.pid:
-                total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
+            if pid != self.proc.pid and ppid != self.proc.pid:
+                continue
+            for task in stat.parent.glob("task/[0-9]*/stat"):
+                try:
+                    values = task.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                which = "event loop" if int(task.parent.name) == pid else "other threads"
+                split[which] += (int(values[11]) + int(values[12])) / ticks
+        return split
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -235,23 +247,25 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
            " under ASGI); a lean ASGI endpoint for POST /api/sink that shares `accept()` with the Ninja"
            " route (0.15); group commit, one writer thread per process committing whatever queued while"
            " the previous commit ran (0.24); plain SQL for counters and parent look-ups, multi-row INSERT"
-           " ... RETURNING for runs and deliveries instead of model instances (0.30-0.33); then five"
-           " foreign-key indexes that composite indexes already covered dropped, the hourly, daily and per-job"
-           " counters upserted, failure groups looked up in plain SQL, and the parser's JSON encoders built"
-           " once (0.32-0.36; the server's absolute rate rose from about 1,000 to 1,100-1,300 req/s, but so did"
-           " the floor's on a quieter machine). The tables above say what is left. The servers are CPU-bound."
-           " Storing the same run and delivery rows into sinkdash's schema with bare sqlite3, no Python around"
-           " it, already costs about three quarters of the floor's whole request, and most of that is the"
-           " dozen indexes the dashboard's filters and pages read through (bench/ingest_parts.py drops them"
-           " to show it). sinkdash's writer adds its Python on top of that storage; serving it adds the HTTP"
-           " side (about what the floor's whole request costs, measured with storing stubbed out) and the"
-           " hand-off between the event loop and the writer thread. Committing on the event loop itself"
-           " instead of the writer thread measured no better (1,026-1,248 against 1,099-1,285 req/s, four"
-           " rounds each), so the thread stays: it keeps the pages answering while a batch waits for a lock."
-           " Reaching 0.5 would take a schema with far fewer indexes per run. Committing only the raw body"
-           " and indexing it later would move the cost rather than remove it: under sustained load the"
-           " backlog would grow, and the pages and counters would lag what was acknowledged."
-           " Profiles: py-spy on the server under wrk."),  # fmt: skip
+           " ... RETURNING for runs and deliveries (0.30-0.33); foreign-key indexes that composite indexes"
+           " covered dropped, counters upserted, the parser's encoders built once (0.32-0.36). Session 4,"
+           " measured side by side against the code before it (three rounds, 8 s each: 1,283-1,412 req/s"
+           " before, 1,734-1,945 after, the floor 4,245-4,573): the writer keeps its database connection"
+           " (it closed it into the pool and took it back for every batch, a tenth of the server's time);"
+           " one query finds a batch's project, jobs and job runs; statements go to the driver's cursor"
+           " instead of Django's wrapper; bodies are read with orjson; a run keeps no second copy of its"
+           " result (it is read from the raw body when shown), and the same-parameters, error-code and"
+           " failure-group indexes are smaller (0.41-0.44). What is left: the two threads' Python runs one"
+           " at a time under the interpreter lock (the table above), and the event loop's share is mostly"
+           " uvicorn's own HTTP parsing and writing, which the floor pays too. The writer's share is about"
+           " half per-batch cost (a dozen statements and a commit that writes some 50 pages for 8"
+           " deliveries: every index's newest page) and half per delivery (parse, rows, inserts into a"
+           " dozen B-trees). Not done: dropping indexes the pages read through, or committing only the raw"
+           " body and indexing later (the pages and counters would lag what was acknowledged, and under"
+           " sustained load the backlog would grow); a second process for the writer (the floor runs"
+           " in one); compressing raw bodies (it would take about 8 of the 50 pages from a commit, but"
+           " every reader of a body would have to know). Profiles: py-spy on the server under wrk, with"
+           " and without --gil."),  # fmt: skip
         "",
         f"Rerun: `{rerun_command(['ingest', *argv])}`"
         + ("" if "--database-url" in argv else " (add `--database-url postgres://...` to measure PostgreSQL too)")
@@ -270,6 +284,17 @@ def cpu_lines(summaries: list[dict]) -> list[str]:
         "|---|---|---|",
     ]
     lines += [f"| {s['database']} | {s['cpu_ms']['floor']:.3f} ms | {s['cpu_ms']['sinkdash']:.3f} ms |" for s in summaries]
+    lines += [
+        "",
+        "sinkdash's share by thread (median, ms per request): the event loop's main thread (uvicorn's HTTP"
+        " parsing and writing, the sink's checks, its answer) and the writer thread (parse, store, commit)."
+        " The two share one interpreter lock, so their Python runs one at a time:",
+        "",
+        "| database | event loop thread | writer thread |",
+        "|---|---|---|",
+        *(f"| {s['database']} | {s['cpu_ms_threads']['sinkdash']['event loop']:.3f} ms"
+          f" | {s['cpu_ms_threads']['sinkdash']['other threads']:.3f} ms |" for s in summaries),
+    ]  # fmt: skip
     parts = next((s["parts"] for s in summaries if s.get("parts")), None)
     if parts:
         lines += [
@@ -311,9 +336,13 @@ def measure(args, database_url: str) -> dict:
                 prefix = f"{name[0]}{r}x{time.time_ns() % 10**8}"
                 if name == "sinkdash":
                     prefixes.append(prefix)
-                cpu_before = server.cpu_seconds()
+                before = server.thread_cpu_seconds()
                 rounds[name].append(wrk(server.port, token, prefix, args.seconds))
-                rounds[name][-1]["cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / rounds[name][-1]["requests"]
+                after, requests = server.thread_cpu_seconds(), rounds[name][-1]["requests"]
+                for part in after:
+                    rounds[name][-1][f"cpu_ms {part}"] = (after[part] - before[part]) * 1000 / requests
+                rounds[name][-1]["cpu_ms"] = sum(after.values()) - sum(before.values())
+                rounds[name][-1]["cpu_ms"] *= 1000 / requests
                 print(name, r, rounds[name][-1], flush=True)
         big = {"floor": post_big(floor.port, token), "sinkdash": post_big(sink.port, token)}
     finally:
@@ -333,6 +362,10 @@ def measure(args, database_url: str) -> dict:
         "server_errors": {k: int(sum(r["server_errors"] for r in v)) for k, v in rounds.items()},
         "big_ms": {k: statistics.median(v) * 1000 for k, v in big.items()},
         "cpu_ms": {k: statistics.median(r["cpu_ms"] for r in v) for k, v in rounds.items()},
+        "cpu_ms_threads": {
+            k: {part: statistics.median(r[f"cpu_ms {part}"] for r in v) for part in ("event loop", "other threads")}
+            for k, v in rounds.items()
+        },
         "floor_stored": floor_stored(floor_db),
         "check": check,
         "parts": parts,
