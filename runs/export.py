@@ -102,7 +102,10 @@ def _merged_pages(f: RunFilter, fields, *, with_state: bool = False) -> Iterator
     """Pages of the filtered runs, newest first; with several statuses, one keyset stream per
     status merged by id (see queries.per_status), so no query sorts the whole match."""
     parts = per_status(f)
-    runs = (lambda one: with_state_body(filter_runs(one))) if with_state else filter_runs
+
+    def runs(one: RunFilter):
+        return with_state_body(filter_runs(one)) if with_state else filter_runs(one)
+
     if len(parts) == 1:
         yield from _pages(runs(f), fields)
         return

@@ -17,9 +17,9 @@ transaction takes all of them. No request waits for a timer, each still gets its
 its own batch is committed, and under load the cost of a commit is shared by many deliveries.
 
 The writer is a single dedicated thread with its own database connection (Django's connections
-are per thread), which it keeps between batches. Under
-Django's test client, which runs a test inside a transaction on its own connection, the batch
-runs on the caller's thread instead (SINK_WRITER_THREAD = False).
+are per thread), which it keeps between batches. Under Django's test client, which runs a test
+inside a transaction on its own connection, the batch runs on the caller's thread instead
+(SINK_WRITER_THREAD = False).
 """
 
 import asyncio

@@ -115,17 +115,6 @@ def add_to_counts(model, key_columns: tuple[str, ...], rows: list[tuple]) -> Non
         )
 
 
-def rows_in(model, parent: str, key: str, wanted) -> list[tuple]:
-    """(id, parent, key) of the rows whose (parent, key) pair is wanted."""
-    parents, keys = list({k[0] for k in wanted}), list({k[1] for k in wanted})
-    found = fetch_all(
-        f"SELECT id, {parent}, {key} FROM {table(model)}"
-        f" WHERE {parent} IN ({marks(parents)}) AND {key} IN ({marks(keys)})",
-        parents + keys,
-    )
-    return [row for row in found if (row[1], row[2]) in wanted]
-
-
 def db_value(value):
     if isinstance(value, datetime):
         return moment(value)
