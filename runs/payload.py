@@ -124,13 +124,9 @@ _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_NUMBER = b"0" * 20
 
 
-def decode(raw: bytes) -> object:
-    """Strict JSON: UTF-8 only, no NaN/Infinity (they could not be served back as JSON)."""
-    return _decode(raw)[0]
-
-
 def _decode(raw: bytes) -> tuple[object, bool]:
-    """The value, and whether orjson read it (so orjson can also write it back exactly)."""
+    """Strict JSON: UTF-8 only, no NaN/Infinity (they could not be served back as JSON). The
+    value, and whether orjson read it (so orjson can also write it back exactly)."""
     if _LONG_NUMBER not in raw.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(raw), True
