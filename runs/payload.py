@@ -114,20 +114,22 @@ _COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 # orjson reads and writes JSON several times faster than the standard library, which is most of
-# what parsing a body costs. It reads an integer beyond 64 bits as a float, though, so a body
-# with a number of 20 or more digits (anywhere, strings included: a false alarm only costs speed)
-# takes the standard library's exact path, as does anything orjson refuses (lone surrogates, a
-# BOM, NaN, nesting past its limit, bytes that are not UTF-8): that path reads it exactly or
-# says precisely what is wrong.
-# (Digits mapped to "0", then a search for 20 zeros: a tenth of what the regex \d{20} costs.)
+# what parsing a body costs. It reads an integer beyond 64 bits as a float, though (below -2**63
+# or above 2**64 - 1), so a body with a number of 20 or more digits, or a negative one of 19
+# (anywhere, strings included: a false alarm only costs speed), takes the standard library's exact
+# path, as does anything orjson refuses (lone surrogates, a BOM, NaN, nesting past its limit,
+# bytes that are not UTF-8): that path reads it exactly or says precisely what is wrong.
+# (Digits mapped to "0", then a search for the zeros: a tenth of what the regex \d{20} costs.)
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_NUMBER = b"0" * 20
+_LONG_NEGATIVE = b"-" + b"0" * 19
 
 
 def _decode(raw: bytes) -> tuple[object, bool]:
     """Strict JSON: UTF-8 only, no NaN/Infinity (they could not be served back as JSON). The
     value, and whether orjson read it (so orjson can also write it back exactly)."""
-    if _LONG_NUMBER not in raw.translate(_DIGITS_TO_ZERO):
+    digits = raw.translate(_DIGITS_TO_ZERO)
+    if _LONG_NUMBER not in digits and _LONG_NEGATIVE not in digits:
         try:
             return orjson.loads(raw), True
         except orjson.JSONDecodeError:

@@ -43,9 +43,15 @@ def test_both_paths_read_a_body_alike(raw):
     same_run(payload.content(raw), exactly(payload.content, raw))
 
 
-def test_an_integer_beyond_64_bits_is_read_exactly():
-    raw = b'{"apiInfo": {"runId": "big", "result": {"status": "completed", "result": 123456789012345678901234567890}}}'
-    assert payload.content(raw).result_json == "123456789012345678901234567890"
+@pytest.mark.parametrize("number", [
+    "123456789012345678901234567890",
+    "18446744073709551616",  # 2**64: twenty digits
+    "-9223372036854775809",  # one below -2**63: nineteen digits, which orjson reads as a float
+])  # fmt: skip
+def test_an_integer_beyond_64_bits_is_read_exactly(number):
+    raw = f'{{"apiInfo": {{"runId": "big", "parameters": [{number}], "result": {{"status": "completed", "result": {number}}}}}}}'
+    assert payload.content(raw.encode()).result_json == number
+    assert payload.parse(raw.encode()).parameters_json == f"[{number}]"
 
 
 def test_nesting_orjson_cannot_write_is_written_by_the_standard_library():
