@@ -268,7 +268,8 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
     """Store bodies of distinct runs: a fixed number of queries whatever the batch size."""
     parents = _parents(items)
     run_ids = [i.parsed.run_id for i in items]
-    known = sql.fetch_all(f"SELECT id FROM {sql.table(Run)} WHERE run_id IN ({sql.marks(run_ids)})", run_ids)
+    where, params = sql.one_of("run_id", run_ids)
+    known = sql.fetch_all(f"SELECT id FROM {sql.table(Run)} WHERE {where}", params)
     existing = {
         run.run_id: run
         for run in Run.objects.select_for_update().filter(pk__in=[pk for (pk,) in known])
@@ -379,20 +380,19 @@ def _parents(items: list[Incoming]) -> Parents:
     job_run_ids = list({i.parsed.job_run_id for i in items if i.parsed.job_id and i.parsed.job_run_id})
     parents = Parents()
     named: dict[str, tuple[str, str]] = {}
-    select, joins = "p.id, p.project_id, p.name, p.workspace_id", ""
+    select, joins, params = "p.id, p.project_id, p.name, p.workspace_id", "", []
     if job_ids:
         select += ", j.id, j.job_id"
-        joins += f" LEFT JOIN {sql.table(Job)} j ON j.project_id = p.id AND j.job_id IN ({sql.marks(job_ids)})"
+        on, more = sql.one_of("j.job_id", job_ids)
+        joins += f" LEFT JOIN {sql.table(Job)} j ON j.project_id = p.id AND {on}"
+        params += more
     if job_run_ids:
         select += ", r.id, r.job_run_id"
-        joins += (
-            f" LEFT JOIN {sql.table(JobRun)} r"
-            f" ON r.job_id = j.id AND r.job_run_id IN ({sql.marks(job_run_ids)})"
-        )
-    rows = sql.fetch_all(
-        f"SELECT {select} FROM {sql.table(Project)} p{joins} WHERE p.project_id IN ({sql.marks(latest)})",
-        [*job_ids, *job_run_ids, *latest],
-    )
+        on, more = sql.one_of("r.job_run_id", job_run_ids)
+        joins += f" LEFT JOIN {sql.table(JobRun)} r ON r.job_id = j.id AND {on}"
+        params += more
+    where, more = sql.one_of("p.project_id", latest)
+    rows = sql.fetch_all(f"SELECT {select} FROM {sql.table(Project)} p{joins} WHERE {where}", params + more)
     for project, project_id, name, workspace, *below in rows:
         parents.projects[project_id] = project
         named[project_id] = (name, workspace)
@@ -460,14 +460,15 @@ def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]]) -> None
             keys.append((run, (run.project_id, run.api_name, run.error_code, fingerprint(message), message)))
     if not keys:
         return
-    projects, fingerprints = list({k[0] for _, k in keys}), list({k[3] for _, k in keys})
+    in_projects, projects = sql.one_of("project_id", {k[0] for _, k in keys})
+    in_fingerprints, fingerprints = sql.one_of("fingerprint", {k[3] for _, k in keys})
     found = {
         (project, api, code, digest): FailureGroup(
             id=pk, project_id=project, api_name=api, error_code=code, fingerprint=digest
         )
         for pk, project, api, code, digest in sql.fetch_all(
             f"SELECT id, project_id, api_name, error_code, fingerprint FROM {sql.table(FailureGroup)}"
-            f" WHERE project_id IN ({sql.marks(projects)}) AND fingerprint IN ({sql.marks(fingerprints)})",
+            f" WHERE {in_projects} AND {in_fingerprints}",
             projects + fingerprints,
         )
     }

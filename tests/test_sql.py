@@ -1,0 +1,59 @@
+"""runs.sql, the storing path's plain statements, on whichever database the suite runs on. On
+PostgreSQL they pass rows as one array per column and lists as one array parameter, so the same
+statement text serves any number of rows; the ingest path relies on ids coming back in row order."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import transaction
+
+from runs import sql
+from runs.models import Job, Project, RunTally
+
+pytestmark = pytest.mark.django_db
+
+AT = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def project():
+    return Project.objects.create(project_id="p-sql", name="sql", first_received_at=AT, last_received_at=AT)
+
+
+def job_rows(project, names):
+    return [(project.pk, name, 0, 0, sql.moment(AT), sql.moment(AT)) for name in names]
+
+
+COLUMNS = ("project_id", "job_id", "run_count", "failed_count", "first_received_at", "last_received_at")
+
+
+@pytest.mark.parametrize("count", [1, 3, 1200])  # 1,200 rows take three statements on SQLite
+def test_insert_returns_each_rows_id_in_row_order(project, count):
+    names = [f"job-{(i * 7919) % count:05d}" for i in range(count)]  # not in sorted order
+    with transaction.atomic():
+        ids = sql.insert(Job, COLUMNS, job_rows(project, names))
+    assert len(ids) == count
+    assert dict(Job.objects.values_list("pk", "job_id")) == dict(zip(ids, names, strict=True))
+    assert Job.objects.get(pk=ids[0]).first_received_at == AT
+
+
+def test_insert_of_no_rows_returns_no_ids(project):
+    assert sql.insert(Job, COLUMNS, []) == []
+
+
+def test_one_of_matches_any_listed_value(project):
+    with transaction.atomic():
+        sql.insert(Job, COLUMNS, job_rows(project, ["a", "b", "c", "it's \"quoted\""]))
+    where, params = sql.one_of("job_id", ["b", "it's \"quoted\"", "missing"])
+    found = sql.fetch_all(f"SELECT job_id FROM {sql.table(Job)} WHERE {where} ORDER BY job_id", params)
+    assert found == [("b",), ("it's \"quoted\"",)]
+
+
+def test_add_to_counts_creates_then_adds(project):
+    hour = AT.replace(minute=0)
+    key = (project.pk, sql.moment(hour))
+    with transaction.atomic():
+        sql.add_to_counts(RunTally, ("project_id", "hour", "status"), [(*key, "failed", 2), (*key, "completed", 5)])
+    with transaction.atomic():
+        sql.add_to_counts(RunTally, ("project_id", "hour", "status"), [(*key, "failed", 3)])
+    assert dict(RunTally.objects.values_list("status", "count")) == {"failed": 5, "completed": 5}
