@@ -207,17 +207,18 @@ def store_many(items: list[Incoming]) -> list[Outcome]:
     """Store bodies inside the caller's transaction, with the same result as storing them one by
     one in order. A run that appears twice waits for the next round, so each round sees the
     state its earlier bodies left."""
-    _commit_in_id_order()
     outcomes: list[Outcome | None] = [None] * len(items)
     remaining = list(enumerate(items))
+    first = True
     while remaining:
         this_round, later, seen = [], [], set()
         for index, item in remaining:
             (later if item.parsed.run_id in seen else this_round).append((index, item))
             seen.add(item.parsed.run_id)
-        for (index, _), outcome in zip(this_round, _store_round([i for _, i in this_round]), strict=True):
+        stored = _store_round([i for _, i in this_round], lock=first)
+        for (index, _), outcome in zip(this_round, stored, strict=True):
             outcomes[index] = outcome
-        remaining = later
+        remaining, first = later, False
     return outcomes  # type: ignore[return-value]
 
 
@@ -264,12 +265,17 @@ _RUN_COLUMNS = (
 _DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_json", "source", "outcome")
 
 
-def _store_round(items: list[Incoming]) -> list[Outcome]:
-    """Store bodies of distinct runs: a fixed number of queries whatever the batch size."""
-    parents = _parents(items)
-    run_ids = [i.parsed.run_id for i in items]
-    where, params = sql.one_of("run_id", run_ids)
-    known = sql.fetch_all(f"SELECT id FROM {sql.table(Run)} WHERE {where}", params)
+def _store_round(items: list[Incoming], *, lock: bool) -> list[Outcome]:
+    """Store bodies of distinct runs: a fixed number of queries whatever the batch size. On
+    PostgreSQL the statements before the runs' insert go out together, and so do those after it
+    (sql.pipelined); the ORM's in between read their results as they go (Model.save() decides
+    between UPDATE and INSERT by the rows an UPDATE matched)."""
+    with sql.pipelined():
+        if lock:
+            _commit_in_id_order()
+        parents = _parents(items)
+        where, params = sql.one_of("run_id", [i.parsed.run_id for i in items])
+        known = sql.fetch_all(f"SELECT id FROM {sql.table(Run)} WHERE {where}", params)
     existing = {
         run.run_id: run
         for run in Run.objects.select_for_update().filter(pk__in=[pk for (pk,) in known])
@@ -321,12 +327,13 @@ def _store_round(items: list[Incoming]) -> list[Outcome]:
         )
     for run, _ in applied:
         tally.add(run, +1)
-    tally.write()
-    delivery_ids = sql.insert(Delivery, _DELIVERY_COLUMNS, [
-        (run.pk, sql.moment(item.at), item.raw, item.sha256, len(item.raw), item.headers_json,
-         item.source, kind)
-        for run, item, kind in zip(runs, items, kinds)
-    ])  # fmt: skip
+    with sql.pipelined():
+        tally.write()
+        delivery_ids = sql.insert(Delivery, _DELIVERY_COLUMNS, [
+            (run.pk, sql.moment(item.at), item.raw, item.sha256, len(item.raw), item.headers_json,
+             item.source, kind)
+            for run, item, kind in zip(runs, items, kinds)
+        ])  # fmt: skip
     return [
         Outcome(kind, run_id=run.run_id, delivery_id=pk, http_status=201 if kind == "created" else 200)
         for run, kind, pk in zip(runs, kinds, delivery_ids, strict=True)

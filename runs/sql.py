@@ -10,7 +10,9 @@ SQL is written with %s placeholders; SQLite's are rewritten to ? once per statem
 (PostgreSQL's arrays use psycopg's %b, binary, and never reach SQLite).
 """
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from datetime import date, datetime
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -87,10 +89,25 @@ def execute_many(sql: str, rows: list[tuple]) -> None:
             cursor.close()
 
 
-def execute(sql: str, params: list) -> int:
+def execute(sql: str, params: list) -> None:
     db = _wrapper()
     with db.wrap_database_errors:
-        return _execute(db, sql, params).rowcount
+        _execute(db, sql, params)
+
+
+@contextlib.contextmanager
+def pipelined() -> Iterator[None]:
+    """On PostgreSQL, psycopg's pipeline mode: a statement whose result is not read goes out with
+    the next one that is, instead of waiting for its own round trip. Storing a batch takes a dozen
+    statements, and on a busy two-core machine each round trip cost 0.1-0.3 ms while storing held
+    the lock every process queues on. Errors arrive where results are read (as Django's errors,
+    as everywhere here). Nothing changes on SQLite."""
+    db = _wrapper()
+    if db.vendor != "postgresql":
+        yield
+        return
+    with db.wrap_database_errors, db.connection.pipeline():
+        yield
 
 
 def one_of(column: str, values) -> tuple[str, list]:
