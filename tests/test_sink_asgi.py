@@ -4,6 +4,7 @@ security headers, plus a size check before the body is read."""
 
 import asyncio
 import json
+import time
 
 import pytest
 from django.conf import settings
@@ -146,3 +147,36 @@ def test_concurrent_requests_share_commits_and_all_get_their_own_answer(monkeypa
     assert sorted(status for status, _, _ in answers) == [201] * 40
     assert sorted(json.loads(body)["run_id"] for _, _, body in answers) == sorted(f"gc-{n}" for n in range(40))
     assert Run.objects.count() == 40
+
+
+
+def test_the_writer_leaves_checkpoints_to_a_thread_of_its_own(monkeypatch):
+    """The writer's commits never copy the WAL back into the database file (its connection does
+    not checkpoint); the checkpoint thread does, after them, so the WAL does not pile up."""
+    from django.db import connection
+
+    from runs import sink
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's WAL")
+    done = []  # (database, (busy, frames in the WAL, frames copied)) of each checkpoint the thread ran
+    real = sink._Checkpoints.checkpoint
+    monkeypatch.setattr(sink._Checkpoints, "checkpoint", lambda self: done.append((self.database, real(self))))
+    monkeypatch.setattr(sink, "CHECKPOINT_EVERY", 0)
+
+    for i in range(5):
+        assert call(json.dumps(documented_body(f"ckpt-{i}")).encode())[0] == 201
+    writer_setting = sink.GroupCommit._executor.submit(
+        lambda: sink.connection.cursor().execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    ).result()
+    assert writer_setting == 0
+    with connection.cursor() as cursor:  # other connections checkpoint as SQLite does by default
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone()[0] == 1000
+
+    deadline = time.monotonic() + 10
+    while not any(copied > 0 for _, (_, _, copied) in done) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert {database for database, _ in done} == {str(connection.settings_dict["NAME"])}
+    assert any(busy == 0 and copied > 0 for _, (busy, _, copied) in done)
+    assert Run.objects.filter(run_id__startswith="ckpt-").count() == 5
