@@ -91,7 +91,7 @@ def _drop_if_unusable() -> None:
 # a thread of its own does, after commits (at most every CHECKPOINT_EVERY seconds), PASSIVE: it
 # neither waits for nor blocks the writer or readers. SQLite copies with the interpreter lock
 # released, so on a second core the copying runs beside the writer. Measured side by side under
-# wrk: about a sixth more deliveries per second. Other connections (pages, import_runs in its own
+# wrk: about a tenth more deliveries per second. Other connections (pages, import_runs in its own
 # process) checkpoint as SQLite does by default.
 CHECKPOINT_EVERY = 0.05
 
