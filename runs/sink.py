@@ -27,10 +27,12 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -133,13 +135,16 @@ class _Checkpoints:
             try:
                 self.checkpoint()
             except sqlite3.Error:
-                log.warning("sink: WAL checkpoint failed; trying again after the next commit", exc_info=True)
+                if os.path.exists(self.database):  # gone: nothing left to checkpoint
+                    log.warning("sink: WAL checkpoint failed; trying again after the next commit", exc_info=True)
             time.sleep(CHECKPOINT_EVERY)
 
     def checkpoint(self) -> tuple[int, int, int]:
         """(busy, frames in the WAL, frames copied). A connection for each: none stays open on a
-        database that tests drop."""
-        with contextlib.closing(sqlite3.connect(self.database)) as conn:
+        database that tests drop. Read-write, not create: a database removed since its last
+        commit is not made again as an empty file."""
+        uri = f"file:{urllib.parse.quote(os.path.abspath(self.database))}?mode=rw"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
             return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 

@@ -180,3 +180,16 @@ def test_the_writer_leaves_checkpoints_to_a_thread_of_its_own(monkeypatch):
     assert {database for database, _ in done} == {str(connection.settings_dict["NAME"])}
     assert any(busy == 0 and copied > 0 for _, (busy, _, copied) in done)
     assert Run.objects.filter(run_id__startswith="ckpt-").count() == 5
+
+
+def test_a_checkpoint_does_not_make_a_removed_database_again(tmp_path):
+    """The checkpoint thread may wake after its database is gone (tests drop theirs)."""
+    import sqlite3
+
+    from runs import sink
+
+    checkpoints = sink._Checkpoints()
+    checkpoints.database = str(tmp_path / "gone ?#.sqlite3")
+    with pytest.raises(sqlite3.OperationalError):
+        checkpoints.checkpoint()
+    assert list(tmp_path.iterdir()) == []
