@@ -13,6 +13,17 @@ if not EXAMPLES.is_dir():  # CI clones beside a copy of shared/; a developer may
     EXAMPLES = Path(os.environ.get("SINKDASH_EXAMPLES", "/work/shared/examples"))
 
 
+def pytest_unconfigure(config):
+    """Django removes the SQLite test database at the end, but connections still idle in the pool
+    (sinkdash.db) close after that, and leave its -wal and -shm files in data/. Remove them, once
+    the database they belonged to is gone."""
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if not name or Path(name).exists():
+        return
+    for suffix in ("-wal", "-shm"):
+        Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+
 def example_bytes(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
 
