@@ -98,17 +98,13 @@ def _drop_if_unusable() -> None:
 CHECKPOINT_EVERY = 0.05
 
 
-# SQLite's own default, for every other connection: pooled connections move between threads
-# (sinkdash.db), so each one is set as it is taken up.
-AUTOCHECKPOINT_PAGES = 1000
-
-
 @receiver(connection_created)
 def _writer_leaves_checkpoints(sender, **kwargs) -> None:
+    """The writer's connection turns automatic checkpoints off. Pooled connections move between
+    threads; the pool turns them on again for the next user (sinkdash.db.sqlite3)."""
     created = kwargs["connection"]
-    if created.vendor == "sqlite":
-        writer = threading.current_thread().name.startswith(WRITER_THREAD)
-        created.connection.execute(f"PRAGMA wal_autocheckpoint = {0 if writer else AUTOCHECKPOINT_PAGES}")
+    if created.vendor == "sqlite" and threading.current_thread().name.startswith(WRITER_THREAD):
+        created.connection.execute("PRAGMA wal_autocheckpoint = 0")
 
 
 class _Checkpoints:

@@ -48,9 +48,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         conn = idle.take() if idle is not None else None
         if conn is None:
             return super().get_new_connection(conn_params)
-        # As a new connection starts, in case its last user turned the checks off (loaddata and
-        # migrations do, for a while) and did not get to turn them on again.
+        # As a new connection starts, in case its last user changed them: the checks (loaddata and
+        # migrations turn them off for a while), and automatic WAL checkpoints (the sink's writer
+        # leaves them to a thread of its own, runs.sink). SQLite's default is 1,000 pages.
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA wal_autocheckpoint = 1000")
         return conn
 
     def _close(self):
