@@ -23,16 +23,12 @@ inside a transaction on its own connection, the batch runs on the caller's threa
 """
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-import os
 import secrets
-import sqlite3
 import threading
 import time
-import urllib.parse
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +42,7 @@ from django.dispatch import receiver
 from django.http.request import split_domain_port, validate_host
 from django.utils.csp import build_policy
 
+from runs import checkpoints
 from runs.ingest import Outcome, receive_many
 
 log = logging.getLogger(__name__)
@@ -77,8 +74,7 @@ def _commit(bodies: list[tuple[bytes, dict[str, str]]]) -> list[Outcome]:
         raise
     finally:
         _last_batch_at = time.monotonic()
-    if connection.vendor == "sqlite":
-        _checkpoints.after_commit(connection.settings_dict["NAME"])
+    checkpoints.after_commit(connection)
     return outcomes
 
 
@@ -87,68 +83,11 @@ def _drop_if_unusable() -> None:
         connection.close()
 
 
-# SQLite checkpoints. In WAL mode, the commit that takes the WAL past 1,000 pages also copies them
-# back into the database file and syncs it before it returns: for the sink, a writer's commit,
-# with every waiting delivery queued behind it. So the writer's connection never checkpoints, and
-# a thread of its own does, after commits (at most every CHECKPOINT_EVERY seconds), PASSIVE: it
-# neither waits for nor blocks the writer or readers. SQLite copies with the interpreter lock
-# released, so on a second core the copying runs beside the writer. Measured side by side under
-# wrk: about a tenth more deliveries per second. Other connections (pages, import_runs in its own
-# process) checkpoint as SQLite does by default.
-# Every 0.3 s rather than 0.05: a checkpoint copies each page once however many commits rewrote it
-# (the indexes' last pages are rewritten by nearly every commit), so a longer interval copies fewer
-# pages per delivery; the WAL then holds up to about 20 MB at full load. Side by side under wrk:
-# 561 against 607 µs of server CPU per delivery (0.05 s), and 1.0 s was no better than 0.3.
-CHECKPOINT_EVERY = 0.3
-
-
 @receiver(connection_created)
 def _writer_leaves_checkpoints(sender, **kwargs) -> None:
-    """The writer's connection turns automatic checkpoints off. Pooled connections move between
-    threads; the pool turns them on again for the next user (sinkdash.db.sqlite3)."""
-    created = kwargs["connection"]
-    if created.vendor == "sqlite" and threading.current_thread().name.startswith(WRITER_THREAD):
-        created.connection.execute("PRAGMA wal_autocheckpoint = 0")
-
-
-class _Checkpoints:
-    """The checkpointing thread, started by the writer's first commit and woken by the others."""
-
-    def __init__(self) -> None:
-        self.due = threading.Event()
-        self.database = ""
-        self.thread: threading.Thread | None = None
-        self.lock = threading.Lock()
-
-    def after_commit(self, database: str) -> None:
-        self.database = str(database)
-        self.due.set()
-        with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="sinkdash-checkpoint", daemon=True)
-                self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            self.due.wait()
-            self.due.clear()
-            try:
-                self.checkpoint()
-            except sqlite3.Error:
-                if os.path.exists(self.database):  # gone: nothing left to checkpoint
-                    log.warning("sink: WAL checkpoint failed; trying again after the next commit", exc_info=True)
-            time.sleep(CHECKPOINT_EVERY)
-
-    def checkpoint(self) -> tuple[int, int, int]:
-        """(busy, frames in the WAL, frames copied). A connection for each: none stays open on a
-        database that tests drop. Read-write, not create: a database removed since its last
-        commit is not made again as an empty file."""
-        uri = f"file:{urllib.parse.quote(os.path.abspath(self.database))}?mode=rw"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-            return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-
-
-_checkpoints = _Checkpoints()
+    """The writer's connection leaves WAL checkpoints to their thread (runs.checkpoints)."""
+    if threading.current_thread().name.startswith(WRITER_THREAD):
+        checkpoints.leave_to_thread(kwargs["connection"])
 
 
 class GroupCommit:

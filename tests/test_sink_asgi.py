@@ -4,14 +4,13 @@ security headers, plus a size check before the body is read."""
 
 import asyncio
 import json
-import time
 
 import pytest
 from django.conf import settings
 
 from runs.models import Delivery, RejectedDelivery, Run
 from sinkdash.asgi import application
-from tests.conftest import documented_body
+from tests.conftest import assert_wal_copied, checkpoints_run, documented_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,10 +158,7 @@ def test_the_writer_leaves_checkpoints_to_a_thread_of_its_own(monkeypatch):
 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's WAL")
-    done = []  # (database, (busy, frames in the WAL, frames copied)) of each checkpoint the thread ran
-    real = sink._Checkpoints.checkpoint
-    monkeypatch.setattr(sink._Checkpoints, "checkpoint", lambda self: done.append((self.database, real(self))))
-    monkeypatch.setattr(sink, "CHECKPOINT_EVERY", 0)
+    done = checkpoints_run(monkeypatch)
 
     for i in range(5):
         assert call(json.dumps(documented_body(f"ckpt-{i}")).encode())[0] == 201
@@ -174,11 +170,7 @@ def test_the_writer_leaves_checkpoints_to_a_thread_of_its_own(monkeypatch):
         cursor.execute("PRAGMA wal_autocheckpoint")
         assert cursor.fetchone()[0] == 1000
 
-    deadline = time.monotonic() + 10
-    while not any(copied > 0 for _, (_, _, copied) in done) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert {database for database, _ in done} == {str(connection.settings_dict["NAME"])}
-    assert any(busy == 0 and copied > 0 for _, (busy, _, copied) in done)
+    assert_wal_copied(done, connection)
     assert Run.objects.filter(run_id__startswith="ckpt-").count() == 5
 
 
@@ -186,9 +178,9 @@ def test_a_checkpoint_does_not_make_a_removed_database_again(tmp_path):
     """The checkpoint thread may wake after its database is gone (tests drop theirs)."""
     import sqlite3
 
-    from runs import sink
+    from runs.checkpoints import Checkpoints
 
-    checkpoints = sink._Checkpoints()
+    checkpoints = Checkpoints()
     checkpoints.database = str(tmp_path / "gone ?#.sqlite3")
     with pytest.raises(sqlite3.OperationalError):
         checkpoints.checkpoint()

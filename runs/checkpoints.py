@@ -1,0 +1,94 @@
+"""SQLite WAL checkpoints on a thread of their own, for the two writers that commit all day long:
+the sink's writer and import_runs.
+
+In WAL mode, the commit that takes the WAL past 1,000 pages also copies them back into the
+database file and syncs it before it returns. For the sink that is a writer's commit, with every
+waiting delivery queued behind it; for an import, a batch that waits on the copy instead of
+parsing the next one. So those connections never checkpoint (`leave_to_thread`), and after each
+of their commits (`after_commit`) a thread runs a PASSIVE checkpoint, at most every EVERY seconds:
+it neither waits for nor blocks writers or readers. SQLite copies with the interpreter lock
+released, so on a second core the copying runs beside the writer. Every other connection (the
+pages, the API) checkpoints as SQLite does by default; the connection pool turns that back on
+for whoever takes a connection next (sinkdash.db.sqlite3).
+
+Measured side by side: about a tenth more deliveries per second at the sink; a 1,000,000-line
+import in 99 s instead of 117 s.
+"""
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+import urllib.parse
+
+log = logging.getLogger(__name__)
+
+# Every 0.3 s rather than 0.05: a checkpoint copies each page once however many commits rewrote it
+# (the indexes' last pages are rewritten by nearly every commit), so a longer interval copies fewer
+# pages per delivery; the WAL then holds up to about 20 MB at the sink's full load. Side by side
+# under wrk: 561 against 607 µs of server CPU per delivery (0.05 s), and 1.0 s was no better.
+EVERY = 0.3
+
+# SQLite's default, which leave_to_thread's connections get back from the pool.
+SQLITE_DEFAULT_PAGES = 1000
+
+
+def leave_to_thread(connection) -> None:
+    """This Django connection's commits no longer checkpoint; call after_commit after them."""
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        connection.connection.execute("PRAGMA wal_autocheckpoint = 0")
+
+
+def checkpoint_on_commit(connection) -> None:
+    """Undo leave_to_thread: SQLite's own checkpoints again."""
+    if connection.vendor == "sqlite" and connection.connection is not None:
+        connection.connection.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_DEFAULT_PAGES}")
+
+
+def after_commit(connection) -> None:
+    """Wake the thread (starting it the first time) to checkpoint this connection's database."""
+    if connection.vendor == "sqlite" and not connection.is_in_memory_db():
+        _thread.after_commit(connection.settings_dict["NAME"])
+
+
+class Checkpoints:
+    """The checkpointing thread, started by the first commit and woken by the others."""
+
+    def __init__(self) -> None:
+        self.due = threading.Event()
+        self.database = ""
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def after_commit(self, database: str) -> None:
+        self.database = str(database)
+        self.due.set()
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="sinkdash-checkpoint", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.due.wait()
+            self.due.clear()
+            try:
+                self.checkpoint()
+            except sqlite3.Error:
+                if os.path.exists(self.database):  # gone: nothing left to checkpoint
+                    log.warning("WAL checkpoint failed; trying again after the next commit", exc_info=True)
+            time.sleep(EVERY)
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """(busy, frames in the WAL, frames copied). A connection for each: none stays open on a
+        database that tests drop. Read-write, not create: a database removed since its last
+        commit is not made again as an empty file."""
+        uri = f"file:{urllib.parse.quote(os.path.abspath(self.database))}?mode=rw"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+
+_thread = Checkpoints()
