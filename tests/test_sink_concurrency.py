@@ -1,5 +1,6 @@
-"""Many senders at once into one job run: no errors, no lost runs, counters exact."""
+"""Many senders at once: no errors, no lost runs, counters exact, and ids visible in order."""
 
+import json
 import threading
 
 import pytest
@@ -49,3 +50,47 @@ def test_threads_posting_to_one_job_run_keep_counters_exact():
     assert Delivery.objects.count() == total + senders * 3
     group = FailureGroup.objects.get()  # numbers and URLs normalised away: one cause
     assert group.count == failed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_given_an_id_commits_before_any_later_id_is_taken(monkeypatch):
+    """The live pages read new runs by an id cursor, so ids must become visible in order: while one
+    store holds ids it has not committed, another store (another server process, on PostgreSQL)
+    waits before taking its own, instead of committing a higher id first."""
+    from runs import ingest
+
+    holding, release = threading.Event(), threading.Event()
+    insert = ingest.sql.insert
+
+    def insert_then_hold(model, columns, rows):
+        ids = insert(model, columns, rows)
+        if model is Run and threading.current_thread().name == "first":
+            holding.set()  # ids taken, not committed yet
+            release.wait(30)
+        return ids
+
+    ingest.receive(json.dumps(documented_body("earlier-run")).encode())  # the parents exist
+    monkeypatch.setattr(ingest.sql, "insert", insert_then_hold)
+    done: dict[str, int] = {}
+
+    def store(run_id: str) -> None:
+        try:
+            ingest.receive(json.dumps(documented_body(run_id)).encode())
+            done[run_id] = len(done)
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=store, args=("first-run",), name="first")
+    second = threading.Thread(target=store, args=("second-run",), name="second")
+    first.start()
+    assert holding.wait(30)
+    second.start()
+    second.join(1.0)  # without the ordering it stores in milliseconds, while the first still holds
+    assert second.is_alive(), "the second store committed while the first held uncommitted ids"
+    release.set()
+    first.join(30)
+    second.join(30)
+
+    assert done == {"first-run": 0, "second-run": 1}
+    ids = dict(Run.objects.values_list("run_id", "id"))
+    assert ids["first-run"] < ids["second-run"]
