@@ -91,7 +91,13 @@ def checkpoints_run(monkeypatch) -> list[tuple[str, tuple[int, int, int]]]:
 
     done = []
     real = checkpoints.Checkpoints.checkpoint
-    monkeypatch.setattr(checkpoints.Checkpoints, "checkpoint", lambda self: done.append((self.database, real(self))))
+
+    def recorded(self):
+        result = real(self)
+        done.append((self.database, result))
+        return result
+
+    monkeypatch.setattr(checkpoints.Checkpoints, "checkpoint", recorded)
     monkeypatch.setattr(checkpoints, "EVERY", 0)
     return done
 

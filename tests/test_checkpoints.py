@@ -1,0 +1,65 @@
+"""runs.checkpoints: the WAL starts over even when the checkpoint thread is always a commit behind."""
+
+import contextlib
+import sqlite3
+
+import pytest
+from django.utils import timezone
+
+from runs.models import Project
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def behind(monkeypatch):
+    """The checkpoint thread, its passes run by the test: the test decides when it falls behind."""
+    from django.db import connection
+
+    from runs import checkpoints
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's WAL")
+    thread = checkpoints.Checkpoints()
+    thread.database = str(connection.settings_dict["NAME"])
+    monkeypatch.setattr(thread, "after_commit", lambda database: None)
+    monkeypatch.setattr(checkpoints, "_thread", thread)
+    monkeypatch.setattr(checkpoints, "RESTART_FRAMES", 1)
+    checkpoints.leave_to_thread(connection)
+    yield thread
+    checkpoints.checkpoint_on_commit(connection)
+
+
+def commit(n: int) -> None:
+    from django.db import connection
+
+    from runs import checkpoints
+
+    Project.objects.create(project_id=f"wal-{n}", name="x", first_received_at=timezone.now(),
+                           last_received_at=timezone.now())  # fmt: skip
+    checkpoints.after_commit(connection)
+
+
+def test_the_writer_catches_up_with_the_thread_so_the_wal_starts_over(behind):
+    from django.db import connection
+
+    commit(1)
+    commit(2)
+    # A page read in progress keeps the thread's pass from copying the commit after it: the thread
+    # ends behind, as it does under steady load, when commits land while it copies.
+    with contextlib.closing(sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM runs_project").fetchone()
+        commit(3)
+        busy, frames_after_three, copied = behind.run_once()
+        reader.execute("COMMIT")
+    assert copied < frames_after_three
+    assert behind.catch_up.is_set()  # the WAL is past RESTART_FRAMES (1 here)
+
+    commit(4)  # appended to the WAL: not all of it was copied; the writer then copies the rest
+    assert not behind.catch_up.is_set()
+    commit(5)  # so this one starts the WAL over
+
+    _, frames_now, _ = behind.checkpoint()
+    assert frames_now < frames_after_three
+    assert Project.objects.filter(project_id__startswith="wal-").count() == 5
