@@ -1,18 +1,18 @@
-"""SQLite WAL checkpoints on a thread of their own, for the two writers that commit all day long:
-the sink's writer and import_runs.
+"""SQLite WAL checkpoints on a thread of their own, for the sink's writer.
 
 In WAL mode, the commit that takes the WAL past 1,000 pages also copies them back into the
-database file and syncs it before it returns. For the sink that is a writer's commit, with every
-waiting delivery queued behind it; for an import, a batch that waits on the copy instead of
-parsing the next one. So those connections never checkpoint (`leave_to_thread`), and after each
-of their commits (`after_commit`) a thread runs a PASSIVE checkpoint, at most every EVERY seconds:
-it neither waits for nor blocks writers or readers. SQLite copies with the interpreter lock
-released, so on a second core the copying runs beside the writer. Every other connection (the
-pages, the API) checkpoints as SQLite does by default; the connection pool turns that back on
-for whoever takes a connection next (sinkdash.db.sqlite3).
+database file and syncs it before it returns: for the sink, a writer's commit, with every waiting
+delivery queued behind it. So the writer's connection never checkpoints (`leave_to_thread`), and
+after each of its commits (`after_commit`) a thread runs a PASSIVE checkpoint, at most every EVERY
+seconds: it neither waits for nor blocks writers or readers. SQLite copies with the interpreter
+lock released, so on a second core the copying runs beside the writer. Every other connection
+(the pages, the API, import_runs) checkpoints as SQLite does by default; the connection pool turns
+that back on for whoever takes a connection next (sinkdash.db.sqlite3). Measured side by side
+under wrk: about a tenth more deliveries per second.
 
-Measured side by side: about a tenth more deliveries per second at the sink; a 1,000,000-line
-import in 99 s instead of 117 s.
+import_runs was measured with the thread too, and kept SQLite's own checkpoints: once the WAL
+started over as it should (RESTART_FRAMES), a 1,000,000-line import took the same time either way
+(101.6 against 101.3 s).
 """
 
 import contextlib
@@ -27,12 +27,10 @@ log = logging.getLogger(__name__)
 
 # Every 0.3 s rather than 0.05: a checkpoint copies each page once however many commits rewrote it
 # (the indexes' last pages are rewritten by nearly every commit), so a longer interval copies fewer
-# pages per delivery; the WAL then holds up to about 20 MB at the sink's full load. Side by side
-# under wrk: 561 against 607 µs of server CPU per delivery (0.05 s), and 1.0 s was no better.
+# pages per delivery. Side by side under wrk, six rounds each: 415 against 429 µs of server CPU per
+# delivery, 2,402 against 2,326 req/s. (Before RESTART_FRAMES, when the WAL never started over,
+# the difference was 561 against 607 µs; 1.0 s was no better than 0.3.)
 EVERY = 0.3
-
-# SQLite's default, which leave_to_thread's connections get back from the pool.
-SQLITE_DEFAULT_PAGES = 1000
 
 # The WAL starts over from its beginning only when a write transaction begins with every frame in
 # it copied. Under steady load the thread always ends a few commits behind the writer, so the WAL
@@ -50,18 +48,9 @@ def leave_to_thread(connection) -> None:
         connection.connection.execute("PRAGMA wal_autocheckpoint = 0")
 
 
-def checkpoint_on_commit(connection) -> None:
-    """Undo leave_to_thread: SQLite's own checkpoints again."""
-    if connection.vendor == "sqlite" and connection.connection is not None:
-        connection.connection.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_DEFAULT_PAGES}")
-
-
 def after_commit(connection) -> None:
     """Wake the thread (starting it the first time) to checkpoint this connection's database, and
-    catch up with it first when the WAL has grown long (RESTART_FRAMES). import_runs needs this
-    too: a batch of 5,000 writes thousands of pages, and the thread was still copying them when
-    the next batch began (the WAL reached 1.1 GB in a 300,000-line import without it, 48 MB with
-    it, in the same time)."""
+    catch up with it first when the WAL has grown long (RESTART_FRAMES)."""
     if connection.vendor != "sqlite" or connection.is_in_memory_db():
         return
     if _thread.catch_up.is_set() and connection.connection is not None:

@@ -27,7 +27,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from runs import checkpoints
 from runs.ingest import Incoming, bound_quarantine, store_committed
 from runs.models import RejectedDelivery
 from runs.payload import Refused, parse
@@ -337,7 +336,7 @@ def import_inputs(
     line. `on_problem` hears each refusal as it happens; `on_progress` the bytes read so far."""
     summary = ImportSummary()
     done = 0
-    with _sqlite_for_import():
+    with _larger_sqlite_cache():
         for item in items:
             summary.files += 1
             if item.path is None:
@@ -355,11 +354,8 @@ def import_inputs(
 
 
 @contextlib.contextmanager
-def _sqlite_for_import() -> Iterator[None]:
-    """While importing, this connection has a page cache of SQLITE_CACHE_MIB, and its commits
-    leave WAL checkpoints to their thread (runs.checkpoints: each batch's commit would otherwise
-    copy thousands of pages into the database file before the next batch is read); then both go
-    back to what they were."""
+def _larger_sqlite_cache() -> Iterator[None]:
+    """SQLITE_CACHE_MIB for this connection while importing, then back to what it was."""
     if connection.vendor != "sqlite":
         yield
         return
@@ -367,11 +363,9 @@ def _sqlite_for_import() -> Iterator[None]:
         cursor.execute("PRAGMA cache_size")
         (before,) = cursor.fetchone()
         cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_MIB * 1024}")
-    checkpoints.leave_to_thread(connection)
     try:
         yield
     finally:
-        checkpoints.checkpoint_on_commit(connection)
         with connection.cursor() as cursor:
             cursor.execute(f"PRAGMA cache_size = {int(before)}")
 
@@ -411,7 +405,6 @@ def _store_batch(
         # One transaction (and one write of each counter row) for the whole batch.
         for outcome in store_committed(accepted):
             summary.outcomes[outcome.kind] += 1
-        checkpoints.after_commit(connection)
     if refused:
         with transaction.atomic():
             for record, refusal in refused:

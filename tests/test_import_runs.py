@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from runs.models import Delivery, RejectedDelivery, Run
-from tests.conftest import assert_wal_copied, checkpoints_run, documented_body, example_bytes, newer_body
+from tests.conftest import documented_body, example_bytes, newer_body
 from tests.recount import counter_mismatches
 
 pytestmark = pytest.mark.django_db
@@ -143,38 +143,6 @@ def test_many_bodies_are_stored_in_batches(tmp_path):
     assert "25 new" in out
     assert Run.objects.count() == 25
     assert counter_mismatches() == []
-
-
-@pytest.mark.django_db(transaction=True)
-def test_an_import_leaves_checkpoints_to_a_thread_of_its_own(tmp_path, monkeypatch):
-    """A batch's commit does not copy the WAL into the database file; the checkpoint thread does,
-    and once the import is done its connection checkpoints as SQLite does by default again."""
-    from django.db import connection
-
-    from runs import importer
-
-    if connection.vendor != "sqlite":
-        pytest.skip("SQLite's WAL")
-    done = checkpoints_run(monkeypatch)
-    settings_while_storing = []
-    store = importer.store_committed
-
-    def storing(items):
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA wal_autocheckpoint")
-            settings_while_storing.append(cursor.fetchone()[0])
-        return store(items)
-
-    monkeypatch.setattr(importer, "store_committed", storing)
-    path = jsonl(tmp_path / "runs.jsonl", [documented_body(f"ck-{i}") for i in range(20)])
-    run_import(path, "--batch-size", "7")
-
-    assert settings_while_storing == [0, 0, 0]
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA wal_autocheckpoint")
-        assert cursor.fetchone()[0] == 1000
-    assert_wal_copied(done, connection)
-    assert Run.objects.count() == 20
 
 
 def test_a_batch_ends_early_when_its_bodies_reach_the_byte_bound(tmp_path, monkeypatch):

@@ -49,9 +49,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if conn is None:
             return super().get_new_connection(conn_params)
         # As a new connection starts, in case its last user changed them: the checks (loaddata and
-        # migrations turn them off for a while), and automatic WAL checkpoints (the sink's writer and
-        # import_runs leave them to a thread of their own, runs.checkpoints). SQLite's default is 1,000
-        # pages.
+        # migrations turn them off for a while), and automatic WAL checkpoints (the sink's writer
+        # leaves them to a thread of its own, runs.checkpoints). SQLite's default is 1,000 pages.
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA wal_autocheckpoint = 1000")
         return conn
