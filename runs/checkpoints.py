@@ -55,7 +55,10 @@ def after_commit(connection) -> None:
         return
     if _thread.catch_up.is_set() and connection.connection is not None:
         _thread.catch_up.clear()
-        connection.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        try:
+            connection.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:  # the commit before stands: its deliveries still get their answers
+            log.warning("WAL checkpoint after a commit failed; the thread goes on", exc_info=True)
     _thread.after_commit(connection.settings_dict["NAME"])
 
 

@@ -63,3 +63,29 @@ def test_the_writer_catches_up_with_the_thread_so_the_wal_starts_over(behind):
     _, frames_now, _ = behind.checkpoint()
     assert frames_now < frames_after_three
     assert Project.objects.filter(project_id__startswith="wal-").count() == 5
+
+
+def test_a_failed_catch_up_does_not_fail_the_commit_before_it(monkeypatch, caplog):
+    """after_commit runs once the writer's batch is committed: an error in its checkpoint must not
+    reach the deliveries, whose answers would then say they were not stored."""
+    from types import SimpleNamespace
+
+    from runs import checkpoints
+
+    class Refusing:
+        def execute(self, sql):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    thread = checkpoints.Checkpoints()
+    woken = []
+    monkeypatch.setattr(thread, "after_commit", woken.append)
+    monkeypatch.setattr(checkpoints, "_thread", thread)
+    thread.catch_up.set()
+    writer = SimpleNamespace(vendor="sqlite", is_in_memory_db=lambda: False, connection=Refusing(),
+                             settings_dict={"NAME": "/data/sinkdash.sqlite3"})  # fmt: skip
+
+    checkpoints.after_commit(writer)
+
+    assert "WAL checkpoint after a commit failed" in caplog.text
+    assert woken == ["/data/sinkdash.sqlite3"]  # the thread still gets its turn
+    assert not thread.catch_up.is_set()
