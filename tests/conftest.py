@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -82,33 +81,6 @@ def newer_body(run_id: str = "run-n1", *, failed: bool = False, **over) -> dict:
     }
     assert not over, f"unknown overrides {over}"
     return body
-
-
-def checkpoints_run(monkeypatch) -> list[tuple[str, tuple[int, int, int]]]:
-    """The checkpoints the thread of runs.checkpoints runs from now on, as (database, (busy, frames
-    in the WAL, frames copied)), with no pause between them."""
-    from runs import checkpoints
-
-    done = []
-    real = checkpoints.Checkpoints.checkpoint
-
-    def recorded(self):
-        result = real(self)
-        done.append((self.database, result))
-        return result
-
-    monkeypatch.setattr(checkpoints.Checkpoints, "checkpoint", recorded)
-    monkeypatch.setattr(checkpoints, "EVERY", 0)
-    return done
-
-
-def assert_wal_copied(done: list, connection) -> None:
-    """The thread copied WAL frames into this connection's database file (within 10 s)."""
-    deadline = time.monotonic() + 10
-    while not any(copied > 0 for _, (_, _, copied) in done) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert {database for database, _ in done} == {str(connection.settings_dict["NAME"])}
-    assert any(busy == 0 and copied > 0 for _, (busy, _, copied) in done)
 
 
 class Sink:

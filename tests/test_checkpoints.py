@@ -1,4 +1,5 @@
-"""runs.checkpoints: the WAL starts over even when the checkpoint thread is always a commit behind."""
+"""runs.checkpoints: the WAL starts over even when the checkpoint thread is always a commit behind,
+and a checkpoint never gets in the way of what was committed or makes a removed database again."""
 
 import contextlib
 import sqlite3
@@ -89,3 +90,14 @@ def test_a_failed_catch_up_does_not_fail_the_commit_before_it(monkeypatch, caplo
     assert "WAL checkpoint after a commit failed" in caplog.text
     assert woken == ["/data/sinkdash.sqlite3"]  # the thread still gets its turn
     assert not thread.catch_up.is_set()
+
+
+def test_a_checkpoint_does_not_make_a_removed_database_again(tmp_path):
+    """The checkpoint thread may wake after its database is gone (tests drop theirs)."""
+    from runs.checkpoints import Checkpoints
+
+    checkpoints = Checkpoints()
+    checkpoints.database = str(tmp_path / "gone ?#.sqlite3")
+    with pytest.raises(sqlite3.OperationalError):
+        checkpoints.checkpoint()
+    assert list(tmp_path.iterdir()) == []
