@@ -92,6 +92,13 @@ class Server:
             self.proc.kill()
 
 
+def machine_ticks() -> tuple[int, int]:
+    """All CPU time of the machine so far and its idle part (Linux /proc/stat, every core)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
 def wrk(port: int, token: str, prefix: str, seconds: int) -> dict:
     env = {**os.environ, "PREFIX": prefix, "TOKEN": token}
     out = subprocess.run(
@@ -291,6 +298,30 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
            "process's storing (median 1,019 against 952 req/s over six rounds each); parents and failure "
            "groups created outside the lock race between processes, and a batch that lost three such races "
            "in a row would answer 500."
+           " Session 7, measured only. On PostgreSQL, with the advisory lock removed altogether (a test "
+           "build): no more req/s (median 1,234 against 1,246 over four rounds each, rounds from 1,151 to "
+           "1,460), and the machine is only about 55% busy in these rounds. Under this load each process's "
+           "batches hold about 4 deliveries and take about 7 ms, its writer busy 82-90% of the time; in "
+           "process on an idle machine a batch of 8 takes about 5 ms, two thirds of it waiting for "
+           "PostgreSQL (its statement log: the runs' insert about 0.9 ms with parse and plan, the commit "
+           "0.6-0.8 ms, the deferred foreign-key checks about 0.15 ms of that). A request waits out the "
+           "batch being stored and then its own, so 16 connections over two batch times of 7 ms is the "
+           "rate measured: only fewer round trips per batch (five in a row now) or more than one writer per "
+           "process (which needs ids kept in commit order some other way) would raise it. Preparing the "
+           "statements changed nothing measurable in process either (4.7-6.2 ms a batch either way). The "
+           "kernel deals wrk's connections to the two workers anew each round: in one of three rounds one "
+           "worker got them all, and that round was the fastest (1,295 against 1,085-1,099 req/s; its "
+           "batches were larger). On SQLite, read from the WAL: a commit of 8 writes 61 frames, 8.6 of them "
+           "for the deliveries table (a 2 KB body fills a 4 KB page alone), 7.5 for the same-parameters "
+           "index (random keys, a page per run), 2-5.5 for each other index of runs and one for each "
+           "counter row; a frame is two write calls, 3.7 µs on this machine. One cycle of the SQLite sink "
+           "under this load, timed inside the server (medians): the writer's batch of 8 takes 1.4 ms, the "
+           "event loop then answers it in 0.7 ms, and the next batch waits 0.7 ms before the writer starts "
+           "it, for the interpreter lock, while the event loop reads the requests the answers brought. "
+           "Nothing in the cycle overlaps but the writer's SQLite calls. Measured and not kept: a shorter "
+           "interpreter switch interval, 0.5 ms (median 2,030 against 2,132 req/s over six rounds each), "
+           "and handing the writer its next batch before the answers go out, with a 0.2 ms interval (2,250 "
+           "against 2,342 req/s, 510 against 416 µs of CPU per delivery)."
            " What is left: the two threads' Python runs one at a time under the interpreter lock"
            " (the table above), and the event loop's share is mostly"
            " uvicorn's own HTTP parsing and writing, which the floor pays too. The writer's share is about"
@@ -315,13 +346,23 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
 def cpu_lines(summaries: list[dict]) -> list[str]:
     """Server CPU per request, and (SQLite) where a delivery's time goes without HTTP."""
     lines = [
-        "Both servers are CPU-bound (wrk has the other core), so the ratio is the ratio of CPU per request."
-        " Server CPU per request, all its processes, user + system, measured over the wrk rounds:",
+        "Server CPU per request (all its processes, user + system), the cores the server kept busy (CPU per"
+        " request times requests per second) and how busy the whole machine was (both cores: servers, wrk,"
+        " PostgreSQL), medians over the wrk rounds. A server that keeps about one core busy is bound by its"
+        " interpreter lock (the floor's one thread; sinkdash's event loop and writer threads, whose Python"
+        " runs one at a time), and there the ratio is about the ratio of CPU per request. One that keeps"
+        " less busy is waiting, not computing: on PostgreSQL each process's one writer stores batch after"
+        " batch, and a batch spends most of its time waiting for PostgreSQL's answers.",
         "",
-        "| database | floor | sinkdash |",
-        "|---|---|---|",
+        "| database | CPU per request, floor / sinkdash | cores busy, floor / sinkdash | machine busy, floor / sinkdash rounds |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {s['database']} | {s['cpu_ms']['floor']:.3f} ms | {s['cpu_ms']['sinkdash']:.3f} ms |" for s in summaries]
+    lines += [
+        f"| {s['database']} | {s['cpu_ms']['floor']:.3f} / {s['cpu_ms']['sinkdash']:.3f} ms"
+        f" | {s['cores']['floor']:.2f} / {s['cores']['sinkdash']:.2f}"
+        f" | {s['machine_busy']['floor']:.0%} / {s['machine_busy']['sinkdash']:.0%} |"
+        for s in summaries
+    ]
     lines += [
         "",
         "sinkdash's share by thread (median, ms per request): the event loop's main thread (uvicorn's HTTP"
@@ -374,13 +415,16 @@ def measure(args, database_url: str) -> dict:
                 prefix = f"{name[0]}{r}x{time.time_ns() % 10**8}"
                 if name == "sinkdash":
                     prefixes.append(prefix)
-                before = server.thread_cpu_seconds()
+                before, ticks = server.thread_cpu_seconds(), machine_ticks()
                 rounds[name].append(wrk(server.port, token, prefix, args.seconds))
                 after, requests = server.thread_cpu_seconds(), rounds[name][-1]["requests"]
+                total, idle = (b - a for a, b in zip(ticks, machine_ticks(), strict=True))
+                rounds[name][-1]["machine_busy"] = 1 - idle / total
                 for part in after:
                     rounds[name][-1][f"cpu_ms {part}"] = (after[part] - before[part]) * 1000 / requests
                 rounds[name][-1]["cpu_ms"] = sum(after.values()) - sum(before.values())
                 rounds[name][-1]["cpu_ms"] *= 1000 / requests
+                rounds[name][-1]["cores"] = rounds[name][-1]["cpu_ms"] * rounds[name][-1]["rps"] / 1000
                 print(name, r, rounds[name][-1], flush=True)
         big = {"floor": post_big(floor.port, token), "sinkdash": post_big(sink.port, token)}
     finally:
@@ -400,6 +444,8 @@ def measure(args, database_url: str) -> dict:
         "server_errors": {k: int(sum(r["server_errors"] for r in v)) for k, v in rounds.items()},
         "big_ms": {k: statistics.median(v) * 1000 for k, v in big.items()},
         "cpu_ms": {k: statistics.median(r["cpu_ms"] for r in v) for k, v in rounds.items()},
+        "machine_busy": {k: statistics.median(r["machine_busy"] for r in v) for k, v in rounds.items()},
+        "cores": {k: statistics.median(r["cores"] for r in v) for k, v in rounds.items()},
         "cpu_ms_threads": {
             k: {part: statistics.median(r[f"cpu_ms {part}"] for r in v) for part in ("event loop", "other threads")}
             for k, v in rounds.items()
