@@ -12,8 +12,10 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
+from django.utils.datastructures import MultiValueDict
 from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import ValidationError
+from ninja.parser import Parser
 from ninja.security import HttpBearer, django_auth
 
 from runs import converters, export, queries  # noqa: F401  (converters: "run_id" in paths)
@@ -31,6 +33,19 @@ class ApiToken(HttpBearer):
         return None
 
 
+class OneValueEach(Parser):
+    """A query parameter that takes one value, given more than once, is refused (422) instead of
+    silently meaning its last value: `?cursor=5&cursor=9` has no one meaning. It reaches the
+    schema as a list, which the parameter's type refuses; unknown names are still ignored."""
+
+    def parse_querydict(self, data: MultiValueDict, list_fields: list[str], request: HttpRequest) -> dict:
+        values = super().parse_querydict(data, list_fields, request)
+        for name in data:
+            if name not in list_fields and len(data.getlist(name)) > 1:
+                values[name] = data.getlist(name)
+        return values
+
+
 api = NinjaAPI(
     title="sinkdash",
     version="1",
@@ -38,6 +53,7 @@ api = NinjaAPI(
     auth=[django_auth, ApiToken()],
     docs_decorator=login_required,
     urls_namespace="api",
+    parser=OneValueEach(),
 )
 
 

@@ -93,6 +93,19 @@ def test_bad_filter_values_are_422(signed_in, query):
     assert query.split("=")[0] in response.json()["detail"]
 
 
+@pytest.mark.parametrize("path", [
+    "/api/runs?project=proj-1&project=proj-2", "/api/failures?cursor=1&cursor=2", "/api/rejected?limit=5&limit=9",
+])  # fmt: skip
+def test_a_one_value_parameter_given_twice_is_422_not_its_last_value(signed_in, loaded, path):
+    response = signed_in.get(path)
+    assert response.status_code == 422
+    assert path.split("?")[1].split("=")[0] in response.json()["detail"]
+
+
+def test_unknown_parameters_are_ignored_even_twice(signed_in, loaded):
+    assert run_ids(signed_in, "utm=a&utm=b&status=failed") == run_ids(signed_in, "status=failed") == ["a3", "a2"]
+
+
 def test_limit_is_capped_at_200(signed_in, sink):
     for n in range(205):
         sink.post(documented_body(f"l-{n}"))
