@@ -213,15 +213,16 @@ def _identifier(container: object, key: str, path: str, required: bool = False) 
 
 
 def _moment(value: object) -> datetime | None:
+    """An ISO time, in UTC (no offset: UTC). One with no UTC moment in years 1-9999, such as
+    0001-01-01T00:30:00+01:00, is no time at all: it would fail where it is stored or read back
+    (PostgreSQL keeps it as a year BC that psycopg cannot read), and it stays in the raw body."""
     if not isinstance(value, str):
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
 
 
 def _status_code(value: object) -> int | None:

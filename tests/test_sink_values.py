@@ -5,7 +5,7 @@ import json
 import pytest
 
 from runs.models import Run
-from tests.conftest import documented_body
+from tests.conftest import documented_body, newer_body
 
 pytestmark = pytest.mark.django_db
 
@@ -72,3 +72,17 @@ def test_odd_status_codes_do_not_break_storage(sink):
         body = documented_body(f"sc-{n}", status_code=code, status="failed")
         assert sink.post(body).status_code == 201
     assert list(Run.objects.order_by("id").values_list("status_code", flat=True)) == [None] * 5
+
+
+@pytest.mark.parametrize("moment, stored", [
+    ("0001-01-01T00:30:00+01:00", None),  # 23:30 UTC on the last day before year 1
+    ("9999-12-31T23:30:00-01:00", None),  # 00:30 UTC in year 10000
+    ("0001-01-01T00:30:00-01:00", "0001-01-01T01:30:00Z"),
+    ("2026-11-30T09:00:00+01:00", "2026-11-30T08:00:00Z"),
+])  # fmt: skip
+def test_times_without_a_utc_moment_in_years_1_to_9999_are_no_time(sink, signed_in, moment, stored):
+    body = newer_body("t-1", started_at=moment, ended_at=moment)
+    assert sink.post(body).status_code == 201
+    detail = signed_in.get("/api/runs/t-1")
+    assert detail.status_code == 200
+    assert detail.json()["started_at"] == detail.json()["ended_at"] == stored
