@@ -267,15 +267,19 @@ _DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_
 
 def _store_round(items: list[Incoming], *, lock: bool) -> list[Outcome]:
     """Store bodies of distinct runs: a fixed number of queries whatever the batch size. On
-    PostgreSQL the statements before the runs' insert go out together, and so do those after it
-    (sql.pipelined); the ORM's in between read their results as they go (Model.save() decides
-    between UPDATE and INSERT by the rows an UPDATE matched)."""
+    PostgreSQL the lock and the look-ups (known runs, failure groups, parents) go out in one round
+    trip, and the counters and deliveries after the runs' insert in another (sql.pipelined): the
+    sink's rate there is set by the round trips of one batch after another. The ORM's statements
+    in between read their results as they go (Model.save() decides between UPDATE and INSERT by the
+    rows an UPDATE matched)."""
     with sql.pipelined():
         if lock:
             _commit_in_id_order()
-        parents = _parents(items)
         where, params = sql.one_of("run_id", [i.parsed.run_id for i in items])
-        known = sql.fetch_all(f"SELECT id FROM {sql.table(Run)} WHERE {where}", params)
+        known = sql.fetch_later(f"SELECT id FROM {sql.table(Run)} WHERE {where}", params)
+        groups = _failure_groups_later([i.parsed for i in items])
+        parents = _parents(items)  # its first read brings the known runs and groups too
+        known, groups = known(), groups()
     existing = {
         run.run_id: run
         for run in Run.objects.select_for_update().filter(pk__in=[pk for (pk,) in known])
@@ -313,7 +317,7 @@ def _store_round(items: list[Incoming], *, lock: bool) -> list[Outcome]:
         kinds.append(kind)
         runs.append(run)
 
-    _assign_failure_groups(applied)
+    _assign_failure_groups(applied, groups)
     new = [run for run in runs if isinstance(run, NewRun)]
     for run, pk in zip(new, sql.insert(Run, _RUN_COLUMNS, [run.row() for run in new]), strict=True):
         run.pk = pk
@@ -456,8 +460,27 @@ def _rename(project: int, stored: tuple[str, str], p: ParsedRun) -> None:
         Project.objects.filter(pk=project).update(name=new_name, workspace_id=new_workspace)
 
 
-def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]]) -> None:
-    """Point each failed run at the group of its cause (creating groups), and others at none."""
+def _failure_groups_later(bodies: list[ParsedRun]) -> Callable[[], list[tuple]]:
+    """Send the look-up of the failure groups these bodies' failures may belong to, by Intuned's
+    project ids, so it can go out before the batch's parents are known (sql.fetch_later); the
+    returned function reads the rows `_assign_failure_groups` takes."""
+    failed = [p for p in bodies if p.is_failure]
+    if not failed:
+        return lambda: []
+    in_projects, projects = sql.one_of("p.project_id", {p.project_id for p in failed})
+    in_fingerprints, digests = sql.one_of(
+        "g.fingerprint", {fingerprint(normalise_message(p.error_message)) for p in failed}
+    )
+    return sql.fetch_later(
+        f"SELECT g.id, g.project_id, g.api_name, g.error_code, g.fingerprint FROM {sql.table(FailureGroup)} g"
+        f" JOIN {sql.table(Project)} p ON p.id = g.project_id WHERE {in_projects} AND {in_fingerprints}",
+        projects + digests,
+    )
+
+
+def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]], rows: list[tuple]) -> None:
+    """Point each failed run at the group of its cause (creating groups), and others at none.
+    `rows` are the groups `_failure_groups_later` found for these bodies."""
     # A list, not a dict: runs not yet inserted have no primary key and cannot be hashed.
     keys: list[tuple[Run | NewRun, tuple[int, str, str, str, str]]] = []
     for run, item in pairs:
@@ -467,17 +490,11 @@ def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]]) -> None
             keys.append((run, (run.project_id, run.api_name, run.error_code, fingerprint(message), message)))
     if not keys:
         return
-    in_projects, projects = sql.one_of("project_id", {k[0] for _, k in keys})
-    in_fingerprints, fingerprints = sql.one_of("fingerprint", {k[3] for _, k in keys})
     found = {
         (project, api, code, digest): FailureGroup(
             id=pk, project_id=project, api_name=api, error_code=code, fingerprint=digest
         )
-        for pk, project, api, code, digest in sql.fetch_all(
-            f"SELECT id, project_id, api_name, error_code, fingerprint FROM {sql.table(FailureGroup)}"
-            f" WHERE {in_projects} AND {in_fingerprints}",
-            projects + fingerprints,
-        )
+        for pk, project, api, code, digest in rows
     }
     at = max(item.at for _, item in pairs)
     missing: dict[tuple, FailureGroup] = {}
@@ -507,10 +524,11 @@ def reapply(changed: list[tuple[Run, Incoming]]) -> None:
     tally = Tally()
     for run, _ in changed:
         tally.add(run, -1)
+    groups = _failure_groups_later([item.parsed for _, item in changed])
     parents = _parents([item for _, item in changed])
     for run, item in changed:
         _apply(run, item.parsed, *parents.of(item.parsed), run.content_sha256)
-    _assign_failure_groups(changed)
+    _assign_failure_groups(changed, groups())
     for run, _ in changed:
         run.save()
         tally.add(run, +1)

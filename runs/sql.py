@@ -12,7 +12,7 @@ SQL is written with %s placeholders; SQLite's are rewritten to ? once per statem
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -77,6 +77,20 @@ def fetch_all(sql: str, params: list) -> list[tuple]:
     db = _wrapper()
     with db.wrap_database_errors:  # the driver's errors raised as Django's
         return _execute(db, sql, params).fetchall()
+
+
+def fetch_later(sql: str, params: list) -> Callable[[], list[tuple]]:
+    """Send a query now and read its rows when the returned function is called. Inside
+    `pipelined()` on PostgreSQL, what is sent before the next read travels in one round trip."""
+    db = _wrapper()
+    with db.wrap_database_errors:
+        cursor = _execute(db, sql, params)
+
+    def rows() -> list[tuple]:
+        with db.wrap_database_errors:
+            return cursor.fetchall()
+
+    return rows
 
 
 def execute_many(sql: str, rows: list[tuple]) -> None:

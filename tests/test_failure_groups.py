@@ -1,0 +1,44 @@
+"""A failure's group is its cause: project, API, error code and message with numbers and URLs
+normalised away. Later batches find the groups earlier ones made, whichever project they are in."""
+
+import json
+
+import pytest
+
+from runs.ingest import receive_many
+from runs.models import FailureGroup, Run
+from tests.conftest import documented_body
+
+pytestmark = pytest.mark.django_db
+
+# The same message under four causes: two projects, two APIs, two error codes.
+CAUSES = [
+    ("proj-1", "product-details", "script-execution-exception"),
+    ("proj-2", "product-details", "script-execution-exception"),
+    ("proj-1", "listing", "script-execution-exception"),
+    ("proj-1", "product-details", "script-timeout"),
+]
+
+
+def batch(prefix: str, timeout_ms: int) -> list[tuple[bytes, dict]]:
+    message = f"TimeoutError: locator('.price') not visible after {timeout_ms}ms"
+    return [
+        (json.dumps(documented_body(f"{prefix}-{i}", status="failed", project=project, api=api,
+                                    error=code, message=message)).encode(), {})
+        for i, (project, api, code) in enumerate(CAUSES)
+    ]  # fmt: skip
+
+
+def test_each_cause_has_one_group_that_later_batches_find_again():
+    receive_many(batch("a", 30000))  # one transaction: every group is new
+    receive_many(batch("b", 45000))  # another: every group exists, in either project
+    receive_many(batch("c", 45000)[1:2] + batch("d", 5000)[1:2])  # one cause twice in a batch
+
+    groups = {
+        (g.project.project_id, g.api_name, g.error_code): g.count
+        for g in FailureGroup.objects.select_related("project")
+    }
+    assert groups == {CAUSES[0]: 2, CAUSES[1]: 4, CAUSES[2]: 2, CAUSES[3]: 2}
+    for run in Run.objects.select_related("project", "failure_group"):
+        group = run.failure_group
+        assert (group.project_id, group.api_name, group.error_code) == (run.project_id, run.api_name, run.error_code)
