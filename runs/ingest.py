@@ -272,12 +272,14 @@ def _store_round(items: list[Incoming], *, lock: bool) -> list[Outcome]:
     sink's rate there is set by the round trips of one batch after another. The ORM's statements
     in between read their results as they go (Model.save() decides between UPDATE and INSERT by the
     rows an UPDATE matched)."""
+    bodies = [i.parsed for i in items]
+    causes = _failure_causes(bodies)  # before the lock: plain Python, no reason to hold it
     with sql.pipelined():
         if lock:
             _commit_in_id_order()
-        where, params = sql.one_of("run_id", [i.parsed.run_id for i in items])
+        where, params = sql.one_of("run_id", [p.run_id for p in bodies])
         known = sql.fetch_later(f"SELECT id FROM {sql.table(Run)} WHERE {where}", params)
-        groups = _failure_groups_later([i.parsed for i in items])
+        groups = _failure_groups_later(bodies, causes)
         parents = _parents(items)  # its first read brings the known runs and groups too
         known, groups = known(), groups()
     existing = {
@@ -317,7 +319,7 @@ def _store_round(items: list[Incoming], *, lock: bool) -> list[Outcome]:
         kinds.append(kind)
         runs.append(run)
 
-    _assign_failure_groups(applied, groups)
+    _assign_failure_groups(applied, causes, groups)
     new = [run for run in runs if isinstance(run, NewRun)]
     for run, pk in zip(new, sql.insert(Run, _RUN_COLUMNS, [run.row() for run in new]), strict=True):
         run.pk = pk
@@ -460,17 +462,25 @@ def _rename(project: int, stored: tuple[str, str], p: ParsedRun) -> None:
         Project.objects.filter(pk=project).update(name=new_name, workspace_id=new_workspace)
 
 
-def _failure_groups_later(bodies: list[ParsedRun]) -> Callable[[], list[tuple]]:
+def _failure_causes(bodies: list[ParsedRun]) -> dict[str, tuple[str, str]]:
+    """Each failure's cause, by run id (distinct within a round): its normalised message and that
+    message's fingerprint, worked out once for the look-up and the assignment."""
+    causes = {}
+    for p in bodies:
+        if p.is_failure:
+            message = normalise_message(p.error_message)
+            causes[p.run_id] = (message, fingerprint(message))
+    return causes
+
+
+def _failure_groups_later(bodies: list[ParsedRun], causes: dict[str, tuple[str, str]]) -> Callable[[], list[tuple]]:
     """Send the look-up of the failure groups these bodies' failures may belong to, by Intuned's
     project ids, so it can go out before the batch's parents are known (sql.fetch_later); the
     returned function reads the rows `_assign_failure_groups` takes."""
-    failed = [p for p in bodies if p.is_failure]
-    if not failed:
+    if not causes:
         return lambda: []
-    in_projects, projects = sql.one_of("p.project_id", {p.project_id for p in failed})
-    in_fingerprints, digests = sql.one_of(
-        "g.fingerprint", {fingerprint(normalise_message(p.error_message)) for p in failed}
-    )
+    in_projects, projects = sql.one_of("p.project_id", {p.project_id for p in bodies if p.run_id in causes})
+    in_fingerprints, digests = sql.one_of("g.fingerprint", {digest for _, digest in causes.values()})
     return sql.fetch_later(
         f"SELECT g.id, g.project_id, g.api_name, g.error_code, g.fingerprint FROM {sql.table(FailureGroup)} g"
         f" JOIN {sql.table(Project)} p ON p.id = g.project_id WHERE {in_projects} AND {in_fingerprints}",
@@ -478,16 +488,18 @@ def _failure_groups_later(bodies: list[ParsedRun]) -> Callable[[], list[tuple]]:
     )
 
 
-def _assign_failure_groups(pairs: list[tuple["Run | NewRun", Incoming]], rows: list[tuple]) -> None:
+def _assign_failure_groups(
+    pairs: list[tuple["Run | NewRun", Incoming]], causes: dict[str, tuple[str, str]], rows: list[tuple]
+) -> None:
     """Point each failed run at the group of its cause (creating groups), and others at none.
-    `rows` are the groups `_failure_groups_later` found for these bodies."""
+    `causes` are `_failure_causes` of these bodies, `rows` the groups `_failure_groups_later` found."""
     # A list, not a dict: runs not yet inserted have no primary key and cannot be hashed.
     keys: list[tuple[Run | NewRun, tuple[int, str, str, str, str]]] = []
     for run, item in pairs:
         _set_group(run, None)
-        if item.parsed.is_failure:
-            message = normalise_message(item.parsed.error_message)
-            keys.append((run, (run.project_id, run.api_name, run.error_code, fingerprint(message), message)))
+        if item.parsed.run_id in causes:
+            message, digest = causes[item.parsed.run_id]
+            keys.append((run, (run.project_id, run.api_name, run.error_code, digest, message)))
     if not keys:
         return
     found = {
@@ -524,11 +536,13 @@ def reapply(changed: list[tuple[Run, Incoming]]) -> None:
     tally = Tally()
     for run, _ in changed:
         tally.add(run, -1)
-    groups = _failure_groups_later([item.parsed for _, item in changed])
+    bodies = [item.parsed for _, item in changed]
+    causes = _failure_causes(bodies)
+    groups = _failure_groups_later(bodies, causes)
     parents = _parents([item for _, item in changed])
     for run, item in changed:
         _apply(run, item.parsed, *parents.of(item.parsed), run.content_sha256)
-    _assign_failure_groups(changed, groups())
+    _assign_failure_groups(changed, causes, groups())
     for run, _ in changed:
         run.save()
         tally.add(run, +1)
