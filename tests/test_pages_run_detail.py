@@ -33,7 +33,17 @@ def test_documented_shape_shows_status_code_parameters_and_pretty_result(sink, s
     body = signed_in.get("/runs/r-2/").content.decode()
     assert "200" in body
     assert json.dumps({"price": 9.5, "title": "Kettle"}, indent=2).replace('"', "&quot;") in body
+    assert re.search(r'<h2>Result <span class="sub">\d+ B</span></h2>', body)  # its size beside it
     assert "https://shop.example/p/1" in body
+
+
+def test_a_run_without_a_result_says_so_without_a_size(sink, signed_in):
+    sink.post(newer_body("no-result", failed=True))  # "result": null
+    body = signed_in.get("/runs/no-result/").content.decode()
+    heading = re.search(r"<h2>Result(.*?)</h2>", body, re.S).group(1)
+    assert heading.strip() == ""  # not "4 B", the size of the null the body sent
+    assert "No result was sent." in body
+    assert "result.json" not in body
 
 
 def test_large_result_is_a_preview_with_a_download(sink, signed_in):
