@@ -70,3 +70,25 @@ def test_history_restore_gets_the_whole_page(sink, signed_in):
     sink.post(documented_body("r1"))
     headers = {"HX-Request": "true", "HX-History-Restore-Request": "true"}
     assert "<html" in signed_in.get("/", headers=headers).content.decode()
+
+
+def test_counts_in_the_millions_are_grouped_and_ids_in_links_are_not(sink, signed_in):
+    from runs.models import FailureGroup, Job, JobRun, Project
+
+    sink.post(documented_body("r1", status="failed"))
+    Project.objects.update(run_count=1_234_567, failed_count=12_345)
+    Job.objects.update(run_count=1_234_000)
+    JobRun.objects.update(total=1_000_001, completed=999_000, failed=1_001, other=0)
+    group = FailureGroup.objects.get()
+    group.pk, group.fingerprint, group.count = 1_000_000, "f" * 64, 45_678  # saved as a second group
+    group.save(force_insert=True)
+
+    body = signed_in.get("/").content.decode()
+    assert "1,234,567 runs" in body and "12,345 failed" in body and "1,234,000 runs" in body
+    assert '<td class="num">1,000,001</td>' in body and ">1,001</a>" in body
+    assert "45,678 runs" in body
+    assert "failure_group=1000000" in body  # an id, as it is
+    job_run = JobRun.objects.get()
+    page = signed_in.get(f"/job-runs/{job_run.pk}/").content.decode()
+    assert "<strong>1,000,001</strong> runs" in page and "<strong>999,000</strong> completed" in page
+    assert "45,678" in signed_in.get("/failures/").content.decode()

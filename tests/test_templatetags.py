@@ -106,10 +106,10 @@ def test_run_row_is_the_markup_it_replaced(sink, fresh):
 JOB_RUN_ROW_AS_TEMPLATE = """{% load sinkdash %}{% for jr in job_runs %}
 <tr>
   <td><a class="mono" href="{{ jr.pk|url_for:'job-run' }}">{{ jr.job_run_id|clip:24 }}</a></td>
-  <td class="num">{{ jr.total }}</td>
-  <td class="num">{{ jr.completed }}</td>
-  <td class="num">{% if jr.failed %}<a class="bad-text" href="{{ jr.pk|url_for:'job-run' }}">{{ jr.failed }}</a>{% else %}0{% endif %}</td>
-  <td class="num">{{ jr.other }}</td>
+  <td class="num">{{ jr.total|grouped }}</td>
+  <td class="num">{{ jr.completed|grouped }}</td>
+  <td class="num">{% if jr.failed %}<a class="bad-text" href="{{ jr.pk|url_for:'job-run' }}">{{ jr.failed|grouped }}</a>{% else %}0{% endif %}</td>
+  <td class="num">{{ jr.other|grouped }}</td>
   <td class="rate-col"><span class="rate">{{ jr|rate }}</span>{% bar jr %}</td>
   <td>{% when jr.last_received_at %}</td>
 </tr>

@@ -101,6 +101,13 @@ def ago(moment: datetime | None) -> str:
 
 
 @register.filter
+def grouped(count: int | None) -> str:
+    """A count with its thousands grouped (1,234,567): run counts reach millions. For counts
+    shown, never for ids, which go into links and forms as they are."""
+    return "" if count is None else f"{int(count):,}"
+
+
+@register.filter
 def bytes_size(size: int | None) -> str:
     size = size or 0
     for unit in ("B", "kB", "MB"):
@@ -217,11 +224,11 @@ def job_run_row(jr) -> str:
     """One <tr> of a job run table (runs/parts.html#job-runs), built in one step for the reason
     run_row is; tests/test_templatetags.py pins it to the markup it replaced."""
     href = _escape(url_for(jr.pk, "job-run"))
-    failed = f'<a class="bad-text" href="{href}">{int(jr.failed)}</a>' if jr.failed else "0"
+    failed = f'<a class="bad-text" href="{href}">{grouped(jr.failed)}</a>' if jr.failed else "0"
     return mark_safe(  # the one text from a delivery, the job run id, is escaped
         f'<tr><td><a class="mono" href="{href}">{_escape(clip(jr.job_run_id, 24))}</a></td>'
-        f'<td class="num">{int(jr.total)}</td><td class="num">{int(jr.completed)}</td>'
-        f'<td class="num">{failed}</td><td class="num">{int(jr.other)}</td>'
+        f'<td class="num">{grouped(jr.total)}</td><td class="num">{grouped(jr.completed)}</td>'
+        f'<td class="num">{failed}</td><td class="num">{grouped(jr.other)}</td>'
         f'<td class="rate-col"><span class="rate">{_escape(rate(jr))}</span>{bar(jr)}</td>'
         f"<td>{when(jr.last_received_at)}</td></tr>"
     )
