@@ -1,5 +1,5 @@
 """Where an ingested delivery's time goes, without HTTP: the figures that explain the ratio of the
-ingest benchmark (SQLite only).
+ingest benchmark.
 
 Three stores of the same bodies (bench/ingest.lua's, made here in Python), in transactions of
 BATCH deliveries (about what the group commit takes under 16 connections):
@@ -9,6 +9,9 @@ BATCH deliveries (about what the group commit takes under 16 connections):
 - bare sqlite3 writing the same run and delivery rows into sinkdash's own schema, with its indexes:
   what storing costs with no Python around it;
 - the same with every secondary index dropped: what the indexes cost.
+
+On PostgreSQL only the first, with the CPU it took in this process and in its PostgreSQL backend:
+what storing alone allows, since the advisory lock lets one process store at a time.
 
 Run by bench/ingest.py in a fresh Site; prints one JSON line of microseconds per delivery.
 """
@@ -58,6 +61,49 @@ def sinkdash_writer() -> float:
     for batch in work[1:]:
         receive_many([(raw, HEADERS) for raw in batch])
     return (time.perf_counter() - started) / ((BATCHES - 1) * BATCH) * 1e6
+
+
+WARM_UP_BATCHES = 50
+
+
+def sinkdash_writer_postgresql() -> dict:
+    """The writer's µs per delivery on PostgreSQL, and the CPU of this process and of its backend
+    per delivery. The first batches are a warm-up followed by ANALYZE, as in bench/ingest.py (a
+    fresh database's first plans scan runs_run)."""
+    from django.db import connection
+
+    from runs.ingest import receive_many
+
+    work = batches("w")
+    for batch in work[:WARM_UP_BATCHES]:
+        receive_many([(raw, HEADERS) for raw in batch])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    timed = work[WARM_UP_BATCHES:]
+    backend_before, started, cpu_before = _cpu_of(backend), time.perf_counter(), time.process_time()
+    for batch in timed:
+        receive_many([(raw, HEADERS) for raw in batch])
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_before
+    backend_cpu = _cpu_of(backend)
+    deliveries = len(timed) * BATCH
+    return {
+        "sinkdash_writer_us": seconds / deliveries * 1e6,
+        "python_cpu_us": cpu / deliveries * 1e6,
+        # None when the server is on another machine (its processes are not in this /proc)
+        "backend_cpu_us": None if backend_cpu is None else (backend_cpu - backend_before) / deliveries * 1e6,
+    }
+
+
+def _cpu_of(pid: int) -> float | None:
+    """User + system CPU seconds of a process on this machine (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 RUN_COLUMNS = (
@@ -120,6 +166,9 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        print(json.dumps({"batch": BATCH, **sinkdash_writer_postgresql()}))
+        return
     database = settings.DATABASES["default"]["NAME"]
     empty = str(database) + ".empty"
     shutil.copy(database, empty)  # the migrated, empty schema, before the writer fills it
