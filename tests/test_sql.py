@@ -57,3 +57,25 @@ def test_add_to_counts_creates_then_adds(project):
     with transaction.atomic():
         sql.add_to_counts(RunTally, ("project_id", "hour", "status"), [(*key, "failed", 3)])
     assert dict(RunTally.objects.values_list("status", "count")) == {"failed": 5, "completed": 5}
+
+
+def test_storing_statements_are_prepared_and_the_orms_are_not_on_postgresql(sink):
+    """runs.sql asks PostgreSQL to prepare its statements (parsing and planning them for every
+    batch cost a third of PostgreSQL's time per delivery). psycopg ignores that request on a
+    connection without a prepare threshold, Django's default, so sinkdash's backend sets one that
+    the ORM's queries never reach."""
+    from django.db import connection
+
+    from tests.conftest import documented_body
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's prepared statements")
+    for n in range(3):
+        assert sink.post(documented_body(f"prep-{n}")).status_code == 201
+    for _ in range(10):
+        list(Project.objects.filter(project_id="proj-1"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [text for (text,) in cursor.fetchall()]
+    assert any(text.startswith('INSERT INTO "runs_run"') for text in prepared), prepared
+    assert not any('"runs_project"."project_id"' in text for text in prepared), prepared  # the ORM's

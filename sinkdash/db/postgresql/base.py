@@ -67,7 +67,20 @@ def _usable(conn: psycopg.Connection) -> bool:
     return True
 
 
+# psycopg prepares nothing, not even what is asked for with prepare=True, on a connection whose
+# prepare_threshold is None, which is what Django sets (for transaction-mode poolers). runs.sql
+# asks for its few statements to be prepared; the ORM's queries, with this threshold never
+# reached, stay unprepared as Django leaves them. OPTIONS["prepare_threshold"] still wins.
+NEVER_BY_COUNT = 2**31 - 1
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_connection_params(self) -> dict:
+        params = super().get_connection_params()
+        if params.get("prepare_threshold") is None:
+            params["prepare_threshold"] = NEVER_BY_COUNT
+        return params
+
     def _pool_key(self) -> tuple:
         s = self.settings_dict
         return (s["NAME"], s["USER"], s["HOST"], s["PORT"])
