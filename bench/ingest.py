@@ -27,7 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 LUA = str(ROOT / "bench" / "ingest.lua")
 RESULT = re.compile(r"RESULT (.*)")
-CORES = len(os.sched_getaffinity(0))
+
+
+def _cores() -> int:
+    """The cores machine_ticks() adds up: /proc/stat's first line covers every online core,
+    whatever this process's affinity."""
+    with open("/proc/stat") as stat:
+        return sum(1 for line in stat if re.match(r"cpu\d", line))
+
+
+CORES = _cores()
 WARM_UP_SECONDS = 5
 
 
@@ -456,10 +465,10 @@ def measure(args, database_url: str) -> dict:
                 rounds[name].append(wrk(server.port, token, prefix, args.seconds))
                 after, requests = server.thread_cpu_seconds(), rounds[name][-1]["requests"]
                 total, idle = (b - a for a, b in zip(ticks, machine_ticks(), strict=True))
-                rounds[name][-1]["machine_busy"] = 1 - idle / total
+                busy = rounds[name][-1]["machine_busy"] = 1 - idle / total
                 # The whole machine's CPU per request (servers, wrk, PostgreSQL): what bounds the
                 # rate once nothing is left waiting.
-                rounds[name][-1]["machine_ms"] = (1 - idle / total) * CORES * 1000 / rounds[name][-1]["rps"]
+                rounds[name][-1]["machine_ms"] = busy * CORES * 1000 / rounds[name][-1]["rps"]
                 for part in after:
                     rounds[name][-1][f"cpu_ms {part}"] = (after[part] - before[part]) * 1000 / requests
                 rounds[name][-1]["cpu_ms"] = sum(after.values()) - sum(before.values())
