@@ -2,7 +2,7 @@
 
 import pytest
 
-from runs.models import Delivery
+from runs.models import Delivery, FailureGroup, Job, JobRun, Project
 from tests.conftest import documented_body, newer_body
 
 pytestmark = pytest.mark.django_db
@@ -73,8 +73,6 @@ def test_history_restore_gets_the_whole_page(sink, signed_in):
 
 
 def test_counts_in_the_millions_are_grouped_and_ids_in_links_are_not(sink, signed_in):
-    from runs.models import FailureGroup, Job, JobRun, Project
-
     sink.post(documented_body("r1", status="failed"))
     Project.objects.update(run_count=1_234_567, failed_count=12_345)
     Job.objects.update(run_count=1_234_000)

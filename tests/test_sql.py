@@ -5,10 +5,11 @@ statement text serves any number of rows; the ingest path relies on ids coming b
 from datetime import UTC, datetime
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from runs import sql
 from runs.models import Job, Project, RunTally
+from tests.conftest import documented_body
 
 pytestmark = pytest.mark.django_db
 
@@ -64,10 +65,6 @@ def test_storing_statements_are_prepared_and_the_orms_are_not_on_postgresql(sink
     batch cost a third of PostgreSQL's time per delivery). psycopg ignores that request on a
     connection without a prepare threshold, Django's default, so sinkdash's backend sets one that
     the ORM's queries never reach."""
-    from django.db import connection
-
-    from tests.conftest import documented_body
-
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's prepared statements")
     for n in range(3):
