@@ -15,6 +15,11 @@ at what one writer can commit one by one. Instead, requests hand their bodies to
 writer and wait: while the writer commits a batch, newly arrived bodies queue up, and the next
 transaction takes all of them. No request waits for a timer, each still gets its answer only after
 its own batch is committed, and under load the cost of a commit is shared by many deliveries.
+The writer takes its batch itself, when it starts on it, rather than being handed one: what
+arrived while its thread woke up joins the batch (side by side on SQLite: 3,219 against 2,603
+req/s, 294 against 373 µs of CPU a request). On PostgreSQL, where several processes take turns
+on one storing lock, it takes the batch only once it holds the lock, so what arrives during
+another process's turn joins it too (ingest.holding_store_lock).
 
 The writer is a single dedicated thread with its own database connection (Django's connections
 are per thread), which it keeps between batches. Under Django's test client, which runs a test
@@ -30,6 +35,7 @@ import secrets
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,7 +49,7 @@ from django.http.request import split_domain_port, validate_host
 from django.utils.csp import build_policy
 
 from runs import checkpoints
-from runs.ingest import Outcome, receive_many
+from runs.ingest import Outcome, holding_store_lock, receive_many
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +67,36 @@ _last_batch_at = 0.0
 WRITER_THREAD = "sinkdash-writer"
 
 
-def _commit(bodies: list[tuple[bytes, dict[str, str]]]) -> list[Outcome]:
-    """Runs on the writer thread. A connection that failed a batch and no longer works is closed,
-    so the next batch opens a new one and the sink recovers by itself after an outage."""
+Pending = tuple[bytes, dict[str, str], asyncio.Future]
+# What storing a batch came to: its deliveries and their outcomes, or the exception it raised.
+Stored = tuple[list[Pending], list[Outcome] | Exception]
+
+
+def _bodies(batch: list[Pending]) -> list[tuple[bytes, dict[str, str]]]:
+    return [(raw, headers) for raw, headers, _ in batch]
+
+
+def _commit(take: Callable[[], list[Pending]]) -> Stored:
+    """Runs on the writer thread: takes the next batch (on PostgreSQL once it holds the storing
+    lock, see ingest.holding_store_lock) and stores it. A connection that failed a batch and no
+    longer works is closed, so the next batch opens a new one and the sink recovers by itself
+    after an outage."""
     global _last_batch_at
     if time.monotonic() - _last_batch_at > IDLE_CHECK_SECONDS:
         _drop_if_unusable()
+    batch: list[Pending] = []
     try:
-        outcomes = receive_many(bodies)
-    except DatabaseError:
-        _drop_if_unusable()
-        raise
+        with holding_store_lock():
+            batch = take()
+            outcomes = receive_many(_bodies(batch))
+    except Exception as exc:  # answered on the event loop (GroupCommit._settle)
+        if isinstance(exc, DatabaseError):
+            _drop_if_unusable()
+        return batch or take(), exc  # the lock itself failed: the batch waiting for it fails too
     finally:
         _last_batch_at = time.monotonic()
     checkpoints.after_commit(connection)
-    return outcomes
+    return batch, outcomes
 
 
 def _drop_if_unusable() -> None:
@@ -96,22 +117,34 @@ class GroupCommit:
     _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_THREAD)
 
     def __init__(self) -> None:
-        self.pending: list[tuple[bytes, dict[str, str], asyncio.Future]] = []
+        self.pending: list[Pending] = []
         self.draining = False
+        self._guard = threading.Lock()  # the writer thread takes from pending as requests add to it
 
     async def deliver(self, raw: bytes, headers: dict[str, str]) -> Outcome:
         future = asyncio.get_running_loop().create_future()
-        self.pending.append((raw, headers, future))
+        with self._guard:
+            self.pending.append((raw, headers, future))
         if not self.draining:
             self.draining = True
             asyncio.get_running_loop().create_task(self._drain())
         return await future
 
-    async def _run(self, bodies: list[tuple[bytes, dict[str, str]]]) -> list[Outcome]:
+    def take(self) -> list[Pending]:
+        """The next batch: everything queued so far, up to MAX_BATCH, oldest first."""
+        with self._guard:
+            batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+        return batch
+
+    async def _run(self, take: Callable[[], list[Pending]]) -> Stored:
         if settings.SINK_WRITER_THREAD:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, _commit, bodies)
-        return await sync_to_async(receive_many)(bodies)
+            return await loop.run_in_executor(self._executor, _commit, take)
+        batch = take()
+        try:
+            return batch, await sync_to_async(receive_many)(_bodies(batch))
+        except Exception as exc:
+            return batch, exc
 
     async def _drain(self) -> None:
         try:
@@ -120,29 +153,26 @@ class GroupCommit:
                 # before the writer starts the next, instead of both threads contending for the
                 # interpreter lock. Side by side: a tenth less CPU per delivery, same req/s.
                 await asyncio.sleep(0)
-                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-                await self._settle(batch)
+                await self._settle(*await self._run(self.take))
         finally:
             self.draining = False
 
-    async def _settle(self, batch: list[tuple[bytes, dict[str, str], asyncio.Future]]) -> None:
-        try:
-            outcomes = await self._run([(raw, headers) for raw, headers, _ in batch])
-        except DatabaseError as exc:
+    async def _settle(self, batch: list[Pending], stored: list[Outcome] | Exception) -> None:
+        if isinstance(stored, DatabaseError):
             # The database could not take the batch: nothing in it was committed.
             for *_, future in batch:
-                _settle_future(future, exception=exc)
+                _settle_future(future, exception=stored)
             return
-        except Exception as exc:
+        if isinstance(stored, Exception):
             if len(batch) == 1:
-                _settle_future(batch[0][2], exception=exc)
+                _settle_future(batch[0][2], exception=stored)
                 return
             # A bug hit one body; store the others one by one so only that one fails.
-            log.exception("batch of %d failed; retrying its deliveries one at a time", len(batch))
+            log.error("batch of %d failed; retrying its deliveries one at a time", len(batch), exc_info=stored)
             for item in batch:
-                await self._settle([item])
+                await self._settle(*await self._run(lambda item=item: [item]))
             return
-        for (*_, future), outcome in zip(batch, outcomes, strict=True):
+        for (*_, future), outcome in zip(batch, stored, strict=True):
             _settle_future(future, result=outcome)
 
 

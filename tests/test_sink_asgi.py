@@ -149,6 +149,57 @@ def test_concurrent_requests_share_commits_and_all_get_their_own_answer(monkeypa
     assert Run.objects.count() == 40
 
 
+def test_on_postgresql_what_arrives_while_another_process_stores_joins_the_next_batch(monkeypatch):
+    """Processes take turns on the storing lock. The writer waits for it before choosing its batch,
+    so the deliveries that arrive while another process holds it are stored together, as soon as
+    the lock is free, instead of after the one that arrived first."""
+    from django.db import connection, connections
+
+    import runs.sink
+    from runs import ingest
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the storing lock is PostgreSQL's")
+    batches: list[list[str]] = []
+    real = runs.sink.receive_many
+
+    def recording(bodies):
+        batches.append([json.loads(raw)["apiInfo"]["runId"] for raw, _ in bodies])
+        return real(bodies)
+
+    monkeypatch.setattr(runs.sink, "receive_many", recording)
+    other_process = connections.create_connection("default")
+    other_process.set_autocommit(False)
+    with other_process.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ingest._STORE_LOCK])
+
+    async def until(condition) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+
+    def waiting_for_the_lock() -> bool:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        return other_process.connection.execute(query).fetchone()[0] > 0
+
+    async def deliveries():
+        first = asyncio.create_task(acall(json.dumps(documented_body("turn-0")).encode()))
+        await until(waiting_for_the_lock)
+        later = [asyncio.create_task(acall(json.dumps(documented_body(f"turn-{n}")).encode())) for n in range(1, 6)]
+        group = runs.sink._per_loop[asyncio.get_running_loop()]
+        await until(lambda: len(group.pending) >= len(later))  # all queued (and the first too, or taken)
+        other_process.connection.rollback()  # the other process's turn ends (Django's wrapper is sync-only)
+        return await asyncio.gather(first, *later)
+
+    try:
+        answers = asyncio.run(deliveries())
+    finally:
+        other_process.close()
+    assert [status for status, _, _ in answers] == [201] * 6
+    assert batches == [[f"turn-{n}" for n in range(6)]]
+
+
 def test_the_writer_leaves_checkpoints_to_a_thread_of_its_own(monkeypatch):
     """The writer's commits never copy the WAL back into the database file (its connection does
     not checkpoint); the checkpoint thread does, after them, so the WAL does not pile up."""
