@@ -423,7 +423,9 @@ def cpu_lines(summaries: list[dict]) -> list[str]:
             f" {parts['python_cpu_us']:.0f} µs of CPU per delivery in Python"
             + (f" and its PostgreSQL backend {backend:.0f} µs" if backend is not None else "")
             + ". The advisory lock lets one process store at a time, so a second process adds none of this:"
-            " it is the most the sink can take on PostgreSQL whatever its HTTP side does.",
+            " it is what the sink can take on PostgreSQL in batches of that size. The sink's writer takes"
+            " its batch once it holds the lock, so under load its batches are larger and each delivery's"
+            " share of a batch's fixed cost smaller.",
         ]
     return lines
 
