@@ -18,9 +18,9 @@ its own batch is committed, and under load the cost of a commit is shared by man
 The writer takes its batch itself, when it starts on it, rather than being handed one: what
 arrived while its thread woke up joins the batch. Under wrk's 16 connections on SQLite, batches
 went from 8 deliveries to 16, and side by side 3,219 against 2,603 req/s, 294 against 373 µs of
-CPU a request. On PostgreSQL, where several processes take turns
-on one storing lock, it takes the batch only once it holds the lock, so what arrives during
-another process's turn joins it too (ingest.holding_store_lock).
+CPU a request. On PostgreSQL, where several processes take turns on one storing lock, it takes
+the batch only once it holds the lock, so what arrives during another process's turn joins it
+too (ingest.holding_store_lock).
 
 The writer is a single dedicated thread with its own database connection (Django's connections
 are per thread), which it keeps between batches. Under Django's test client, which runs a test
