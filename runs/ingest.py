@@ -353,6 +353,8 @@ def _store_round(items: list[Incoming], *, lock: bool) -> list[Outcome]:
     for run, _ in applied:
         tally.add(run, +1)
     with sql.pipelined():
+        if new:
+            sql.plan_again_as_runs_double(max(run.pk for run in new))  # before the commit's key checks
         tally.write()
         delivery_ids = sql.insert(Delivery, _DELIVERY_COLUMNS, [
             (run.pk, sql.moment(item.at), item.raw, item.sha256, len(item.raw), item.headers_json,
