@@ -58,45 +58,47 @@ class Tally:
                 self.group_samples[run.failure_group_id] = run
 
     def write(self) -> None:
-        """One executemany per counter table, rows in primary-key order."""
+        """One statement per counter table, and on PostgreSQL one for them all
+        (sql.execute_together)."""
         touched = self.touched
-        _add_to_rows(Project, ("run_count", "failed_count"), self.projects, touched[Project])
-        _add_to_rows(Job, ("run_count", "failed_count"), self.jobs, touched[Job])
-        _add_to_rows(JobRun, ("total", "completed", "failed", "other"), self.job_runs, touched[JobRun])
+        statements = [
+            *_add_to_rows(Project, ("run_count", "failed_count"), self.projects, touched[Project]),
+            *_add_to_rows(Job, ("run_count", "failed_count"), self.jobs, touched[Job]),
+            *_add_to_rows(JobRun, ("total", "completed", "failed", "other"), self.job_runs, touched[JobRun]),
+        ]
         if self.groups:
             rows = []
             for pk in sorted(self.groups):
                 sample = self.group_samples.get(pk)
                 rows.append((
-                    self.groups[pk], sample.pk if sample else None,
-                    sql.moment(sample.last_received_at) if sample else None, pk,
+                    pk, self.groups[pk], sample.pk if sample else None,
+                    sql.moment(sample.last_received_at) if sample else None,
                 ))  # fmt: skip
-            sql.execute_many(
-                f"UPDATE {sql.table(FailureGroup)} SET count = count + %s,"
-                " sample_run_id = COALESCE(%s, sample_run_id), last_seen = COALESCE(%s, last_seen)"
-                " WHERE id = %s",
+            statements += sql.update_rows(
+                FailureGroup, ("id",), ("count", "sample_run_id", "last_seen"),
+                "count = t.count + d.count, sample_run_id = COALESCE(d.sample_run_id, t.sample_run_id),"
+                " last_seen = COALESCE(d.last_seen, t.last_seen)",
                 rows,
-            )
-        _add_counts(RunTally, ("project_id", "hour", "status"), self.buckets)
-        _add_counts(FailureDay, ("group_id", "day"), self.days)
-        _add_counts(FailureJob, ("group_id", "job_id"), self.group_jobs)
+            )  # fmt: skip
+        statements += _add_counts(RunTally, ("project_id", "hour", "status"), self.buckets)
+        statements += _add_counts(FailureDay, ("group_id", "day"), self.days)
+        statements += _add_counts(FailureJob, ("group_id", "job_id"), self.group_jobs)
+        sql.execute_together(statements)
 
 
-def _add_to_rows(model, columns: tuple[str, ...], deltas: dict, touched: dict[int, datetime]) -> None:
+def _add_to_rows(model, columns: tuple[str, ...], deltas: dict, touched: dict[int, datetime]) -> list[sql.Statement]:
     """Add per-row deltas to counter columns, and move last_received_at where a delivery came."""
     pks = sorted(set(deltas) | set(touched))
-    if not pks:
-        return
     zero = (0,) * len(columns)
-    sets = ", ".join(f"{column} = {column} + %s" for column in columns)
-    sql.execute_many(
-        f"UPDATE {sql.table(model)} SET {sets}, last_received_at = COALESCE(%s, last_received_at)"
-        " WHERE id = %s",
-        [(*deltas.get(pk, zero), sql.moment(touched.get(pk)), pk) for pk in pks],
-    )
+    sets = ", ".join(f"{column} = t.{column} + d.{column}" for column in columns)
+    return sql.update_rows(
+        model, ("id",), (*columns, "last_received_at"),
+        f"{sets}, last_received_at = COALESCE(d.last_received_at, t.last_received_at)",
+        [(pk, *deltas.get(pk, zero), sql.moment(touched.get(pk))) for pk in pks],
+    )  # fmt: skip
 
 
-def _add_counts(model, key_columns: tuple[str, ...], counts: dict[tuple, int]) -> None:
+def _add_counts(model, key_columns: tuple[str, ...], counts: dict[tuple, int]) -> list[sql.Statement]:
     """Add to count rows keyed by key_columns. Increments are one upsert on the unique constraint
     over key_columns: atomic on both databases, so a row prune has just deleted is simply made
     again. Decrements only ever meet rows that exist (the run was counted there)."""
@@ -105,12 +107,11 @@ def _add_counts(model, key_columns: tuple[str, ...], counts: dict[tuple, int]) -
     for key, n in counts.items():
         merged[tuple(sql.db_value(v) for v in key)] += n
     up = [(*key, n) for key, n in sorted(merged.items()) if n > 0]
-    down = [(n, *key) for key, n in sorted(merged.items()) if n < 0]
-    if up:
-        sql.add_to_counts(model, key_columns, up)
-    if down:
-        where = " AND ".join(f"{column} = %s" for column in key_columns)
-        sql.execute_many(f"UPDATE {sql.table(model)} SET count = count + %s WHERE {where}", down)
+    down = [(*key, n) for key, n in sorted(merged.items()) if n < 0]
+    return [
+        *sql.add_to_counts(model, key_columns, up),
+        *sql.update_rows(model, key_columns, ("count",), "count = t.count + d.count", down),
+    ]
 
 
 def count_run(run: Run, sign: int) -> None:

@@ -1,5 +1,5 @@
 """Plain SQL for the storing hot path, where the ORM's cost per statement outweighs the statement:
-simple SELECTs, INSERT ... RETURNING and executemany UPDATEs that run the same on SQLite and
+simple SELECTs, INSERT ... RETURNING and UPDATEs of many rows that run the same on SQLite and
 PostgreSQL. The ORM still builds the rows they point at and owns the schema.
 
 Statements go to the driver's own cursor, not Django's: Django's cursor wrapper (its checks, its
@@ -94,16 +94,6 @@ def fetch_later(sql: str, params: list) -> Callable[[], list[tuple]]:
             return cursor.fetchall()
 
     return rows
-
-
-def execute_many(sql: str, rows: list[tuple]) -> None:
-    db = _wrapper()
-    with db.wrap_database_errors:
-        cursor = db.connection.cursor()
-        try:
-            cursor.executemany(_native_sql(sql), rows)
-        finally:
-            cursor.close()
 
 
 def execute(sql: str, params: list) -> None:
@@ -202,23 +192,61 @@ def insert(model, columns: tuple[str, ...], rows: list[tuple]) -> list[int]:
     ids: list[int] = []
     for chunk in _chunks(rows):
         sql = f"{into} VALUES {_values(chunk)} RETURNING id"
-        ids.extend(pk for (pk,) in fetch_all(sql, [value for row in chunk for value in row]))
+        ids.extend(pk for (pk,) in fetch_all(sql, _flat(chunk)))
     return ids
 
 
-def add_to_counts(model, key_columns: tuple[str, ...], rows: list[tuple]) -> None:
+Statement = tuple[str, list]  # SQL with %s (and, on PostgreSQL, %b) placeholders, and its parameters
+
+
+def add_to_counts(model, key_columns: tuple[str, ...], rows: list[tuple]) -> list[Statement]:
     """(*key, n) rows: add n to the count of the row with that key, creating it if there is none.
     One upsert on the unique constraint over key_columns, the same on SQLite and PostgreSQL."""
     if not rows:
-        return
+        return []
     name, keys = table(model), ", ".join(key_columns)
     into = f"INSERT INTO {name} ({keys}, count)"
     upsert = f" ON CONFLICT ({keys}) DO UPDATE SET count = {name}.count + excluded.count"
     if connection.vendor == "postgresql":
-        execute(f"{into} SELECT * FROM {_unnest(model, (*key_columns, 'count'))}{upsert}", _by_column(rows))
-        return
-    for chunk in _chunks(rows):
-        execute(f"{into} VALUES {_values(chunk)}{upsert}", [value for row in chunk for value in row])
+        return [(f"{into} SELECT * FROM {_unnest(model, (*key_columns, 'count'))}{upsert}", _by_column(rows))]
+    return [(f"{into} VALUES {_values(chunk)}{upsert}", _flat(chunk)) for chunk in _chunks(rows)]
+
+
+def update_rows(model, keys: tuple[str, ...], columns: tuple[str, ...], sets: str, rows: list[tuple]) -> list[Statement]:
+    """(*key, *values) rows: update the row of model with that key. `sets` is the SET list; it
+    reads a row's new values as d.<column> and what is stored as t.<column>. One statement for all
+    rows: on PostgreSQL the rows go as arrays, on SQLite as a VALUES list."""
+    if not rows:
+        return []
+    names = ", ".join((*keys, *columns))
+    match = " AND ".join(f"t.{key} = d.{key}" for key in keys)
+    if connection.vendor == "postgresql":
+        rows_as = f"{_unnest(model, (*keys, *columns))} AS d({names})"
+        return [(f"UPDATE {table(model)} AS t SET {sets} FROM {rows_as} WHERE {match}", _by_column(rows))]
+    return [
+        (f"WITH d({names}) AS (VALUES {_values(chunk)}) UPDATE {table(model)} AS t SET {sets} FROM d WHERE {match}",
+         _flat(chunk))
+        for chunk in _chunks(rows)
+    ]  # fmt: skip
+
+
+def execute_together(statements: list[Statement]) -> None:
+    """Run statements that change rows and return none. On PostgreSQL they go as one statement,
+    each a WITH query of it. A batch's counters took about nine, and in pipeline mode psycopg
+    sends each with a wait on the socket of its own, releasing and retaking the interpreter lock,
+    while the lock every storing process queues on is held. Side by side under wrk, two workers:
+    2,080 against 2,018 req/s, 413 against 433 µs of server CPU a request.
+    The statements must not touch the same row twice (PostgreSQL would apply one of the changes)
+    and must not depend on each other: they all see the rows as they were before."""
+    if len(statements) > 1 and connection.vendor == "postgresql":
+        text = "WITH " + ", ".join(f"s{n} AS ({sql})" for n, (sql, _) in enumerate(statements)) + " SELECT 1"
+        statements = [(text, [param for _, params in statements for param in params])]
+    for sql, params in statements:
+        execute(sql, params)
+
+
+def _flat(chunk: list[tuple]) -> list:
+    return [value for row in chunk for value in row]
 
 
 def db_value(value):

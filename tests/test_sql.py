@@ -54,9 +54,9 @@ def test_add_to_counts_creates_then_adds(project):
     hour = AT.replace(minute=0)
     key = (project.pk, sql.moment(hour))
     with transaction.atomic():
-        sql.add_to_counts(RunTally, ("project_id", "hour", "status"), [(*key, "failed", 2), (*key, "completed", 5)])
+        sql.execute_together(sql.add_to_counts(RunTally, ("project_id", "hour", "status"), [(*key, "failed", 2), (*key, "completed", 5)]))
     with transaction.atomic():
-        sql.add_to_counts(RunTally, ("project_id", "hour", "status"), [(*key, "failed", 3)])
+        sql.execute_together(sql.add_to_counts(RunTally, ("project_id", "hour", "status"), [(*key, "failed", 3)]))
     assert dict(RunTally.objects.values_list("status", "count")) == {"failed": 5, "completed": 5}
 
 
