@@ -112,10 +112,3 @@ def _add_counts(model, key_columns: tuple[str, ...], counts: dict[tuple, int]) -
         *sql.add_to_counts(model, key_columns, up),
         *sql.update_rows(model, key_columns, ("count",), "count = t.count + d.count", down),
     ]
-
-
-def count_run(run: Run, sign: int) -> None:
-    """Add (+1) or remove (-1) one stored run's contribution to every counter, now."""
-    tally = Tally()
-    tally.add(run, sign)
-    tally.write()

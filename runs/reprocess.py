@@ -4,7 +4,7 @@ without anyone resending it.
 Quarantined bodies that now parse are stored as if they had arrived when they first did. Stored
 runs (`reprocess --all`) are re-read from the delivery their state came from (Run.content_sha256);
 a run whose parsed state differs is re-applied, its counters moved out and back in through
-`ingest.count_run`, exactly as an update by a new delivery would.
+`ingest.reapply`, exactly as an update by a new delivery would.
 """
 
 from collections import Counter
