@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runs.ingest import STATE_FIELDS, Incoming, reapply, store_many
+from runs.ingest import STATE_FIELDS, Incoming, reapply, store_many, take_store_lock
 from runs.models import Delivery, RejectedDelivery, Run
 from runs.payload import ParsedRun, Refused, fingerprint, normalise_message, parse
 
@@ -113,6 +113,7 @@ def reprocess_runs(*, dry_run: bool = False, on_item: Callable[[], None] = lambd
     while ids := list(Run.objects.filter(id__gt=last).order_by("id").values_list("id", flat=True)[:BATCH_SIZE]):
         last = ids[-1]
         with transaction.atomic():
+            take_store_lock()  # it writes counters
             runs = Run.objects.filter(pk__in=ids).select_related("project", "job", "job_run", "failure_group")
             runs = runs.order_by("id")
             runs = list(runs.select_for_update(of=("self",)))

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Sum
 
 from runs.counters import Tally
+from runs.ingest import take_store_lock
 from runs.models import Delivery, FailureDay, FailureGroup, FailureJob, JobRun, Run, RunTally
 
 BATCH_SIZE = 500
@@ -92,6 +93,7 @@ def prune(
 
 def _prune_batch(cutoff: datetime, keep_failed: bool, batch_size: int, report: PruneReport) -> bool:
     with transaction.atomic():
+        take_store_lock()  # it writes counters
         # Chosen and locked inside the transaction, so a run that a delivery refreshed a moment
         # ago (or that just became a failure group's sample) is no longer among them.
         oldest = candidates(cutoff, keep_failed=keep_failed).order_by("last_received_at", "id")

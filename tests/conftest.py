@@ -1,5 +1,6 @@
 """Shared fixtures: real-shaped payloads and HTTP through Django's test client."""
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +23,24 @@ def pytest_unconfigure(config):
         return
     for suffix in ("-wal", "-shm"):
         Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def storing_elsewhere():
+    """On PostgreSQL, a second connection holding the storing lock, as another server process
+    storing a batch does, until the block ends (or its transaction is rolled back)."""
+    from django.db import connections
+
+    from runs import ingest
+
+    other = connections.create_connection("default")
+    other.set_autocommit(False)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ingest._STORE_LOCK])
+        yield other
+    finally:
+        other.close()
 
 
 def example_bytes(name: str) -> bytes:

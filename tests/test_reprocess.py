@@ -6,12 +6,13 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from runs import payload, reprocess
 from runs.ingest import receive
 from runs.models import Delivery, JobRun, RejectedDelivery, Run
-from tests.conftest import documented_body, newer_body
+from tests.conftest import documented_body, newer_body, storing_elsewhere
 from tests.recount import counter_mismatches
 
 pytestmark = pytest.mark.django_db
@@ -106,3 +107,23 @@ def test_all_reapplies_stored_runs_whose_parsed_state_changed(monkeypatch):
     assert (job_run.total, job_run.completed, job_run.failed, job_run.other) == (2, 1, 1, 0)
     assert counter_mismatches() == []
     assert "0 changed" in run_reprocess("--all")
+
+
+@pytest.mark.django_db(transaction=True)  # stored runs commit, and with them the lock goes
+def test_on_postgresql_reprocess_all_takes_its_turn_on_the_storing_lock(monkeypatch):
+    """Re-applying runs writes counters, which on PostgreSQL one transaction writes at a time."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the storing lock is PostgreSQL's")
+    unknown = newer_body("r-state", job_run="jr-1")
+    unknown["apiInfo"]["result"] = None
+    unknown["apiInfo"]["state"] = "failed"
+    receive(json.dumps(unknown).encode())
+    monkeypatch.setattr(reprocess, "parse", parser_that_reads_state)
+    with storing_elsewhere(), connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            run_reprocess("--all")
+        cursor.execute("RESET lock_timeout")
+    assert "1 changed" in run_reprocess("--all")  # once the other's turn is over
+    assert Run.objects.get(run_id="r-state").status == "failed"
+    assert counter_mismatches() == []

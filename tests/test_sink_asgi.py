@@ -11,7 +11,7 @@ from django.conf import settings
 
 from runs.models import Delivery, RejectedDelivery, Run
 from sinkdash.asgi import application
-from tests.conftest import documented_body
+from tests.conftest import documented_body, storing_elsewhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,10 +153,9 @@ def test_on_postgresql_what_arrives_while_another_process_stores_joins_the_next_
     """Processes take turns on the storing lock. The writer waits for it before choosing its batch,
     so the deliveries that arrive while another process holds it are stored together, as soon as
     the lock is free, instead of after the one that arrived first."""
-    from django.db import connection, connections
+    from django.db import connection
 
     import runs.sink
-    from runs import ingest
 
     if connection.vendor != "postgresql":
         pytest.skip("the storing lock is PostgreSQL's")
@@ -168,10 +167,6 @@ def test_on_postgresql_what_arrives_while_another_process_stores_joins_the_next_
         return real(bodies)
 
     monkeypatch.setattr(runs.sink, "receive_many", recording)
-    other_process = connections.create_connection("default")
-    other_process.set_autocommit(False)
-    with other_process.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ingest._STORE_LOCK])
 
     async def until(condition) -> None:
         deadline = time.monotonic() + 30
@@ -192,10 +187,8 @@ def test_on_postgresql_what_arrives_while_another_process_stores_joins_the_next_
         other_process.connection.rollback()  # the other process's turn ends (Django's wrapper is sync-only)
         return await asyncio.gather(first, *later)
 
-    try:
+    with storing_elsewhere() as other_process:
         answers = asyncio.run(deliveries())
-    finally:
-        other_process.close()
     assert [status for status, _, _ in answers] == [201] * 6
     assert batches == [[f"turn-{n}" for n in range(6)]]
 
