@@ -94,3 +94,58 @@ def test_a_run_given_an_id_commits_before_any_later_id_is_taken(monkeypatch):
     assert done == {"first-run": 0, "second-run": 1}
     ids = dict(Run.objects.values_list("run_id", "id"))
     assert ids["first-run"] < ids["second-run"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_beside_senders_leaves_every_counter_exact():
+    """Prune takes runs' contributions out of the same counter rows that deliveries add to (the
+    project, job, job run and failure group they share). Run side by side, every delivery is
+    answered and every counter agrees with a recount at the end."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs import ingest, retention
+    from tests.recount import counter_mismatches
+
+    old = timezone.now() - timedelta(days=40)
+    for i in range(60):
+        body = documented_body(f"old-{i}", status="failed" if i % 3 == 0 else "completed",
+                               message=f"Timeout after {i}000ms")  # fmt: skip
+        assert ingest.receive(json.dumps(body).encode(), received_at=old).accepted
+    statuses: list[int] = []
+    pruned: list[int] = []
+    lock = threading.Lock()
+
+    def send(n: int) -> None:
+        sink = Sink(Client())
+        try:
+            for i in range(20):
+                body = documented_body(f"new-{n}-{i}", status="failed" if i % 3 == 0 else "completed",
+                                       message=f"Timeout after {i}000ms")  # fmt: skip
+                code = sink.post(body).status_code
+                with lock:
+                    statuses.append(code)
+        finally:
+            connections.close_all()
+
+    def prune() -> None:
+        try:
+            report = retention.prune(timezone.now() - timedelta(days=30), batch_size=4)
+            pruned.append(report.runs)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    threads.append(threading.Thread(target=prune))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert set(statuses) == {201}, statuses
+    # All old runs go but, if no new failure came first, the one the failure group shows as latest.
+    assert sum(pruned) + Run.objects.filter(run_id__startswith="old-").count() == 60
+    assert sum(pruned) >= 59
+    assert Run.objects.filter(run_id__startswith="new-").count() == 80
+    assert counter_mismatches() == []
