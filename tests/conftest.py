@@ -43,6 +43,20 @@ def storing_elsewhere():
         other.close()
 
 
+def waits_its_turn_on_the_storing_lock(action) -> None:
+    """On PostgreSQL: while another connection holds the storing lock, `action` waits for it,
+    and gives up with a lock timeout after 200 ms."""
+    from django.db import OperationalError, connection
+
+    with storing_elsewhere(), connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '200ms'")
+        try:
+            with pytest.raises(OperationalError, match="lock timeout"):
+                action()
+        finally:
+            cursor.execute("RESET lock_timeout")  # the connection goes back to the pool
+
+
 def example_bytes(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
 
