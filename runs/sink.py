@@ -87,9 +87,9 @@ def _commit(take: Callable[[], list[Pending]]) -> Stored:
         _drop_if_unusable()
     batch: list[Pending] = []
     try:
-        with holding_store_lock():
+        with holding_store_lock() as locked:
             batch = take()
-            outcomes = receive_many(_bodies(batch))
+            outcomes = receive_many(_bodies(batch), locked=locked)
     except Exception as exc:  # answered on the event loop (GroupCommit._settle)
         if isinstance(exc, DatabaseError):
             _drop_if_unusable()

@@ -132,9 +132,9 @@ def test_concurrent_requests_share_commits_and_all_get_their_own_answer(monkeypa
     batches: list[int] = []
     real = runs.sink.receive_many
 
-    def recording(bodies):
+    def recording(bodies, **options):
         batches.append(len(bodies))
-        return real(bodies)
+        return real(bodies, **options)
 
     monkeypatch.setattr(runs.sink, "receive_many", recording)
     bodies = [json.dumps(documented_body(f"gc-{n}")).encode() for n in range(40)]
@@ -162,9 +162,9 @@ def test_on_postgresql_what_arrives_while_another_process_stores_joins_the_next_
     batches: list[list[str]] = []
     real = runs.sink.receive_many
 
-    def recording(bodies):
+    def recording(bodies, **options):
         batches.append([json.loads(raw)["apiInfo"]["runId"] for raw, _ in bodies])
-        return real(bodies)
+        return real(bodies, **options)
 
     monkeypatch.setattr(runs.sink, "receive_many", recording)
 

@@ -4,8 +4,9 @@ import json
 import threading
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from runs.models import Delivery, FailureGroup, JobRun, Run
 from tests.conftest import Sink, documented_body
@@ -94,6 +95,31 @@ def test_a_run_given_an_id_commits_before_any_later_id_is_taken(monkeypatch):
     assert done == {"first-run": 0, "second-run": 1}
     ids = dict(Run.objects.values_list("run_id", "id"))
     assert ids["first-run"] < ids["second-run"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_stores_its_batch_in_the_transaction_that_holds_the_lock(monkeypatch):
+    """On PostgreSQL the sink's writer takes the storing lock in a transaction before it chooses
+    its batch (ingest.holding_store_lock), and stores the batch straight into that transaction:
+    the lock is asked for once, and no savepoint is made. Each of those was a round trip a batch,
+    under the lock every process waits on."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's storing lock")
+    from runs import ingest, sink
+
+    asked = []
+    take_store_lock = ingest.take_store_lock
+    monkeypatch.setattr(ingest, "take_store_lock", lambda: (asked.append(1), take_store_lock()))
+    batch = [(json.dumps(documented_body(f"one-turn-{n}")).encode(), {}, None) for n in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        taken, outcomes = sink._commit(lambda: batch)
+
+    assert taken == batch
+    assert [outcome.kind for outcome in outcomes] == ["created"] * 3
+    assert len(asked) == 1
+    assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"]]
+    assert Run.objects.filter(run_id__startswith="one-turn-").count() == 3
 
 
 @pytest.mark.django_db(transaction=True)
