@@ -76,8 +76,21 @@ class Server:
     def thread_cpu_seconds(self) -> dict[str, float]:
         """The same, split between the processes' main threads (the event loop: HTTP, the sink's
         checks, the answers) and their other threads (sinkdash's writer; the floor has none)."""
-        ticks = os.sysconf("SC_CLK_TCK")
         split = {"event loop": 0.0, "other threads": 0.0}
+        for pid, tid, seconds in self._threads():
+            split["event loop" if tid == pid else "other threads"] += seconds
+        return split
+
+    def process_cpu_seconds(self) -> dict[int, float]:
+        """The same by process: uvicorn's supervisor and each of its workers."""
+        by_process: dict[int, float] = {}
+        for pid, _, seconds in self._threads():
+            by_process[pid] = by_process.get(pid, 0.0) + seconds
+        return by_process
+
+    def _threads(self):
+        """(process id, thread id, user + system CPU seconds) of every thread of the server."""
+        ticks = os.sysconf("SC_CLK_TCK")
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -91,9 +104,7 @@ class Server:
                     values = task.read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                which = "event loop" if int(task.parent.name) == pid else "other threads"
-                split[which] += (int(values[11]) + int(values[12])) / ticks
-        return split
+                yield pid, int(task.parent.name), (int(values[11]) + int(values[12])) / ticks
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -258,6 +269,19 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
             f" runs stored ({c['distinct']:,} distinct; requests still in flight when a round ends are stored"
             f" but not counted by wrk); counter problems: {', '.join(c['problems']) or 'none'}."
         )
+    for s in summaries:
+        if s["workers"] > 1:
+            by_round = "; ".join(
+                f"{f['rps']:,.0f} ({f['busiest_worker']:.0%}) / {k['rps']:,.0f} ({k['busiest_worker']:.0%})"
+                for f, k in zip(s["rounds"]["floor"], s["rounds"]["sinkdash"], strict=True)
+            )
+            lines.append(
+                f"- {s['database']}, {s['workers']} workers, round by round, floor / sinkdash req/s with the busiest"
+                f" worker's share of its server's CPU: {by_round}. uvicorn's workers accept on one shared socket and"
+                " asyncio accepts every connection waiting when it wakes, so in a round near 100% one worker took all"
+                " 16 of wrk's connections and that server ran as a single process. Which rounds do is chance; a floor"
+                " round served by one process is slower, and raises the ratio of the sinkdash round after it."
+            )
     lines += ["", *cpu_lines(summaries)]
     def reached(s: dict) -> bool:
         return s["ratio"] >= 0.5 and s["server_errors"]["sinkdash"] == 0 and not s["check"]["problems"]
@@ -340,6 +364,7 @@ def report(summaries: list[dict], m: dict, argv: list[str]) -> str:
            " Session 8, measured and not kept. On PostgreSQL: run ids reserved from the sequence along with the look-ups, so the runs' insert travels with the counters and deliveries, a round trip fewer (median 1,185 against 1,289 req/s over eight warmed-up rounds each: no gain); the drain's turn of the event loop skipped on PostgreSQL (1,198 against 1,154, within the noise). Timed inside the server in warmed-up rounds, a batch holds the lock about 3.5 ms (look-ups 0.5, Python 0.2, the runs' insert 1.0, counters and deliveries 1.3, the commit 0.6), of which pg_stat_statements puts the statements' own execution at about 0.7 ms; the rest is each answer getting back to the writer on two cores shared by both servers, both PostgreSQL backends and wrk. The two processes' batches take turns on the lock, about 7 ms for some 10 deliveries. On SQLite: the sink's answer carries the pages' five security headers and uvicorn's h11 validates each (379 against 398 µs of server CPU a request with only nosniff, side by side; the headers stay). Server settings, measured on SQLite: with httptools installed (uvicorn then parses HTTP in C) both get faster and the ratio falls, the floor 9,405-10,694 req/s against sinkdash's 3,242-3,591, 0.34; with uvloop, no change (0.50). Both here are served by uvicorn's default HTTP parser (h11), as `make run` serves sinkdash; the verdict on SQLite depends on that choice. Kept: the storing statements prepared on PostgreSQL. Sessions 5 and 7 found preparing them made no difference, but no statement was ever prepared: Django opens connections with prepare_threshold None, and psycopg then ignores prepare=True. With a threshold set (sinkdash.db.postgresql) PostgreSQL's backend CPU per delivery storing alone fell from 0.33 to 0.20 ms, and the sink served 1,519 against 1,185 req/s side by side, eight rounds of eight faster."
            " Session 9. Kept: the writer takes its batch itself when it starts on it, instead of the event loop handing it one, and on PostgreSQL only once it holds the storing lock (a transaction that takes the advisory lock before the batch is chosen): what arrived while the writer's thread woke, or while the other process held the lock, joins the batch, and a batch's fixed cost is shared by more deliveries. Side by side: SQLite 3,219 against 2,603 req/s (294 against 373 µs of server CPU a request, six rounds of six faster); PostgreSQL 2,152 against 1,594 (417 against 570 µs, eight rounds of eight). Measured and not kept, on SQLite: run and delivery ids taken from sqlite_sequence under the write lock, so that the inserts return no rows and release the interpreter lock once per statement instead of once per row (2,578 against 2,569 req/s, no change). On PostgreSQL, measured with the change and not kept: the batch's storing without the savepoint of its inner transaction (2,190 against 2,175 req/s); parsing each body on the event loop as it arrives, outside the lock (2,070 against 2,094); a 0.5 ms interpreter switch interval (2,048 against 2,069); the runs' rows sent as one JSON parameter (json_populate_recordset) instead of 24 binary arrays (2,231 against 2,229); raw bodies compressed with lz4 instead of PostgreSQL's default pglz (2,128 against 2,097, six rounds of eight: not worth a migration that fails where the server lacks lz4). Timed inside the server, a batch of about 8 now holds the lock about 3.9 ms: parse 0.2, look-ups 0.5-0.75, the runs' insert 0.7, counters and deliveries 1.1, the commit 0.6-1.1; a test build that wrote no counters at all served 13% more (2,519 against 2,227), so no change to the counters can take PostgreSQL to 0.5."
            " Session 10. A fix: on a new PostgreSQL database each connection's cached plans (prepared statements', foreign-key checks') were made while runs_run was nearly empty, as sequential scans, and kept until autovacuum's first ANALYZE, so fresh servers served 800-830 req/s in one run of two; this benchmark ran ANALYZE after its warm-up to step over it. The storing connection now plans again (DISCARD PLANS) each time runs' largest id doubles, and the benchmark no longer analyses: on fresh databases every round about 2,000 req/s side by side (before: 1,219 and 629 in the first two), warmed up and analysed no change (2,036 against 2,037); planning every statement afresh instead cost 14%. Kept: a batch's counters as one statement per table, and on PostgreSQL one for them all (2,080 against 2,018 req/s; SQLite no change under wrk). Measured and not kept: the advisory lock removed altogether (2,321 against 2,122 req/s, +9%, the ceiling for any change to the lock)."
+           " Session 11. Kept: on PostgreSQL the writer stores its batch straight into the transaction that holds the storing lock, with no savepoint and no second lock statement (the writer alone 3.7-4.0 against 4.1-4.9 ms a batch of 8; under wrk about a tenth less CPU a delivery in the servers and in PostgreSQL, req/s within the noise). Measured and not kept: one batch for both processes, by staging bodies in an UNLOGGED table with LISTEN/NOTIFY (1,583-1,880 against 2,060 req/s) or by relaying one worker's deliveries to the other over a Unix socket (1,754 and 1,799 against 1,917 and 1,936): batches merged, but with 16 waiting connections the lock then idles while every answer goes round (the summary below has the details)."
            " What is left: the two threads' Python runs one at a time under the interpreter lock"
            " (the table above), and the event loop's share is mostly"
            " uvicorn's own HTTP parsing and writing, which the floor pays too. The writer's share is about"
@@ -464,8 +489,14 @@ def measure(args, database_url: str) -> dict:
                 if name == "sinkdash":
                     prefixes.append(prefix)
                 before, ticks = server.thread_cpu_seconds(), machine_ticks()
+                by_process = server.process_cpu_seconds()
                 rounds[name].append(wrk(server.port, token, prefix, args.seconds))
                 after, requests = server.thread_cpu_seconds(), rounds[name][-1]["requests"]
+                # How wrk's connections fell to the workers: uvicorn's workers accept on one shared
+                # socket, and asyncio accepts every connection waiting when it wakes, so in some
+                # rounds one worker takes all 16 and the server runs as a single process.
+                spent = [t - by_process.get(pid, 0.0) for pid, t in server.process_cpu_seconds().items()]
+                rounds[name][-1]["busiest_worker"] = max(spent) / sum(spent) if sum(spent) else 1.0
                 total, idle = (b - a for a, b in zip(ticks, machine_ticks(), strict=True))
                 busy = rounds[name][-1]["machine_busy"] = 1 - idle / total
                 # The whole machine's CPU per request (servers, wrk, PostgreSQL): what bounds the
@@ -502,6 +533,7 @@ def measure(args, database_url: str) -> dict:
             k: {part: statistics.median(r[f"cpu_ms {part}"] for r in v) for part in ("event loop", "other threads")}
             for k, v in rounds.items()
         },
+        "busiest_worker": {k: [r["busiest_worker"] for r in v] for k, v in rounds.items()},
         "floor_stored": floor_stored(floor_db),
         "check": check,
         "parts": parts,
