@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from runs.ingest import STATE_FIELDS, Incoming, reapply, store_many, take_store_lock
@@ -91,19 +91,11 @@ def reprocess_quarantine(
 
 def _store_and_mark(parsed: list[tuple[RejectedDelivery, Incoming]]) -> list[str]:
     """Store the bodies and mark them reprocessed in one transaction, so a crash in between
-    cannot store a body twice. Run again if it lost an insert race on PostgreSQL."""
-    for attempt in range(3):
-        try:
-            with transaction.atomic():
-                outcomes = store_many([item for _, item in parsed])
-                RejectedDelivery.objects.filter(pk__in=[r.pk for r, _ in parsed]).update(
-                    reprocessed_at=timezone.now()
-                )
-                return [outcome.kind for outcome in outcomes]
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    cannot store a body twice (store_many takes the storing lock first, so nothing races it)."""
+    with transaction.atomic():
+        outcomes = store_many([item for _, item in parsed])
+        RejectedDelivery.objects.filter(pk__in=[r.pk for r, _ in parsed]).update(reprocessed_at=timezone.now())
+        return [outcome.kind for outcome in outcomes]
 
 
 def reprocess_runs(*, dry_run: bool = False, on_item: Callable[[], None] = lambda: None) -> RunsReport:
