@@ -91,7 +91,8 @@ def reprocess_quarantine(
 
 def _store_and_mark(parsed: list[tuple[RejectedDelivery, Incoming]]) -> list[str]:
     """Store the bodies and mark them reprocessed in one transaction, so a crash in between
-    cannot store a body twice (store_many takes the storing lock first, so nothing races it)."""
+    cannot store a body twice. Nothing races it: store_many takes the storing lock before it reads
+    on PostgreSQL, and SQLite's transactions hold the write lock from their start."""
     with transaction.atomic():
         outcomes = store_many([item for _, item in parsed])
         RejectedDelivery.objects.filter(pk__in=[r.pk for r, _ in parsed]).update(reprocessed_at=timezone.now())
