@@ -69,27 +69,10 @@ class Server:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_up(self.port, "/healthz")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server and its worker processes so far (Linux /proc)."""
-        return sum(self.thread_cpu_seconds().values())
-
-    def thread_cpu_seconds(self) -> dict[str, float]:
-        """The same, split between the processes' main threads (the event loop: HTTP, the sink's
-        checks, the answers) and their other threads (sinkdash's writer; the floor has none)."""
-        split = {"event loop": 0.0, "other threads": 0.0}
-        for pid, tid, seconds in self._threads():
-            split["event loop" if tid == pid else "other threads"] += seconds
-        return split
-
-    def process_cpu_seconds(self) -> dict[int, float]:
-        """The same by process: uvicorn's supervisor and each of its workers."""
-        by_process: dict[int, float] = {}
-        for pid, _, seconds in self._threads():
-            by_process[pid] = by_process.get(pid, 0.0) + seconds
-        return by_process
-
-    def _threads(self):
-        """(process id, thread id, user + system CPU seconds) of every thread of the server."""
+    def cpu_threads(self) -> list[tuple[int, int, float]]:
+        """(process id, thread id, user + system CPU seconds so far) of every thread of the server:
+        uvicorn's supervisor and its workers (Linux /proc)."""
+        threads = []
         ticks = os.sysconf("SC_CLK_TCK")
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -104,7 +87,8 @@ class Server:
                     values = task.read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                yield pid, int(task.parent.name), (int(values[11]) + int(values[12])) / ticks
+                threads.append((pid, int(task.parent.name), (int(values[11]) + int(values[12])) / ticks))
+        return threads
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -112,6 +96,23 @@ class Server:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def by_thread(threads: list[tuple[int, int, float]]) -> dict[str, float]:
+    """CPU seconds split between the processes' main threads (the event loop: HTTP, the sink's
+    checks, the answers) and their other threads (sinkdash's writer; the floor has none)."""
+    split = {"event loop": 0.0, "other threads": 0.0}
+    for pid, tid, seconds in threads:
+        split["event loop" if tid == pid else "other threads"] += seconds
+    return split
+
+
+def by_process(threads: list[tuple[int, int, float]]) -> dict[int, float]:
+    """CPU seconds by process."""
+    spent: dict[int, float] = {}
+    for pid, _, seconds in threads:
+        spent[pid] = spent.get(pid, 0.0) + seconds
+    return spent
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -488,14 +489,15 @@ def measure(args, database_url: str) -> dict:
                 prefix = f"{name[0]}{r}x{time.time_ns() % 10**8}"
                 if name == "sinkdash":
                     prefixes.append(prefix)
-                before, ticks = server.thread_cpu_seconds(), machine_ticks()
-                by_process = server.process_cpu_seconds()
+                threads_before, ticks = server.cpu_threads(), machine_ticks()
                 rounds[name].append(wrk(server.port, token, prefix, args.seconds))
-                after, requests = server.thread_cpu_seconds(), rounds[name][-1]["requests"]
+                threads_after, requests = server.cpu_threads(), rounds[name][-1]["requests"]
+                before, after = by_thread(threads_before), by_thread(threads_after)
                 # How wrk's connections fell to the workers: uvicorn's workers accept on one shared
                 # socket, and asyncio accepts every connection waiting when it wakes, so in some
                 # rounds one worker takes all 16 and the server runs as a single process.
-                spent = [t - by_process.get(pid, 0.0) for pid, t in server.process_cpu_seconds().items()]
+                started = by_process(threads_before)
+                spent = [t - started.get(pid, 0.0) for pid, t in by_process(threads_after).items()]
                 rounds[name][-1]["busiest_worker"] = max(spent) / sum(spent) if sum(spent) else 1.0
                 total, idle = (b - a for a, b in zip(ticks, machine_ticks(), strict=True))
                 busy = rounds[name][-1]["machine_busy"] = 1 - idle / total
