@@ -110,7 +110,8 @@ def receive_many(
     """Parse and store several bodies in one transaction (refusals are quarantined on their own).
     Returns once everything is committed; raises DatabaseError if it could not be. With `locked`,
     the caller's transaction already holds the storing lock (`holding_store_lock`): the bodies go
-    into that transaction, and are committed when it is."""
+    into that transaction, which is committed with their last statements (store_many's `commit`),
+    and the caller's block must run nothing after this."""
     at = received_at or timezone.now()
     outcomes: list[Outcome | None] = [None] * len(bodies)
     accepted: list[tuple[int, Incoming]] = []
@@ -124,7 +125,7 @@ def receive_many(
         accepted.append((index, Incoming(parsed, raw, at, headers_json, source)))
     if accepted:
         items = [item for _, item in accepted]
-        stored = store_many(items, lock=False) if locked else store_committed(items)
+        stored = store_many(items, lock=False, commit=True) if locked else store_committed(items)
         for (index, _), outcome in zip(accepted, stored, strict=True):
             outcomes[index] = outcome
     return outcomes  # type: ignore[return-value]
@@ -225,11 +226,12 @@ def bound_quarantine() -> None:
     RejectedDelivery.objects.filter(id__in=drop).delete()
 
 
-def store_many(items: list[Incoming], *, lock: bool = True) -> list[Outcome]:
+def store_many(items: list[Incoming], *, lock: bool = True, commit: bool = False) -> list[Outcome]:
     """Store bodies inside the caller's transaction, with the same result as storing them one by
     one in order. A run that appears twice waits for the next round, so each round sees the
     state its earlier bodies left. The first round takes the storing lock, unless the caller
-    says its transaction holds it already."""
+    says its transaction holds it already. With `commit`, the last round commits the transaction
+    in the round trip of its last statements (sql.commit_pipelined)."""
     outcomes: list[Outcome | None] = [None] * len(items)
     remaining = list(enumerate(items))
     first = True
@@ -238,7 +240,7 @@ def store_many(items: list[Incoming], *, lock: bool = True) -> list[Outcome]:
         for index, item in remaining:
             (later if item.parsed.run_id in seen else this_round).append((index, item))
             seen.add(item.parsed.run_id)
-        stored = _store_round([i for _, i in this_round], lock=lock and first)
+        stored = _store_round([i for _, i in this_round], lock=lock and first, commit=commit and not later)
         for (index, _), outcome in zip(this_round, stored, strict=True):
             outcomes[index] = outcome
         remaining, first = later, False
@@ -288,13 +290,13 @@ _RUN_COLUMNS = (
 _DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_json", "source", "outcome")
 
 
-def _store_round(items: list[Incoming], *, lock: bool) -> list[Outcome]:
+def _store_round(items: list[Incoming], *, lock: bool, commit: bool = False) -> list[Outcome]:
     """Store bodies of distinct runs: a fixed number of queries whatever the batch size. On
     PostgreSQL the lock and the look-ups (known runs, failure groups, parents) go out in one round
-    trip, and the counters and deliveries after the runs' insert in another (sql.pipelined): the
-    sink's rate there is set by the round trips of one batch after another. The ORM's statements
-    in between read their results as they go (Model.save() decides between UPDATE and INSERT by the
-    rows an UPDATE matched)."""
+    trip, and the counters and deliveries after the runs' insert in another (sql.pipelined), with
+    the commit when `commit`: the sink's rate there is set by the round trips of one batch after
+    another. The ORM's statements in between read their results as they go (Model.save() decides
+    between UPDATE and INSERT by the rows an UPDATE matched)."""
     bodies = [i.parsed for i in items]
     causes = _failure_causes(bodies)  # before the lock: plain Python, no reason to hold it
     with sql.pipelined():
@@ -360,11 +362,16 @@ def _store_round(items: list[Incoming], *, lock: bool) -> list[Outcome]:
         if new:
             sql.plan_again_as_runs_double(max(run.pk for run in new))  # before the commit's key checks
         tally.write()
-        delivery_ids = sql.insert(Delivery, _DELIVERY_COLUMNS, [
+        delivery_ids = sql.insert_later(Delivery, _DELIVERY_COLUMNS, [
             (run.pk, sql.moment(item.at), item.raw, item.sha256, len(item.raw), item.headers_json,
              item.source, kind)
             for run, item, kind in zip(runs, items, kinds)
         ])  # fmt: skip
+        if commit:
+            # The commit's own round trip was the last one under the storing lock. Two writers
+            # storing batches of 8 side by side, no HTTP: 2,817 against 2,500 deliveries/s.
+            sql.commit_pipelined()
+        delivery_ids = delivery_ids()
     return [
         Outcome(kind, run_id=run.run_id, delivery_id=pk, http_status=201 if kind == "created" else 200)
         for run, kind, pk in zip(runs, kinds, delivery_ids, strict=True)

@@ -117,6 +117,20 @@ def pipelined() -> Iterator[None]:
         yield
 
 
+def commit_pipelined() -> None:
+    """Inside `pipelined()` on PostgreSQL: commit the transaction with the statements sent before,
+    in their round trip, instead of one of its own when the atomic block ends (psycopg sends no
+    COMMIT when no transaction is open, so Django's commit then costs nothing). If an earlier
+    statement failed, PostgreSQL skips the COMMIT and the error arrives where results are read;
+    the block then rolls back as usual. Nothing may run in the block after it. Nothing happens on
+    SQLite, where the block's end commits."""
+    db = _wrapper()
+    if db.vendor != "postgresql":
+        return
+    with db.wrap_database_errors:
+        db.connection.execute("COMMIT", prepare=False)  # a utility statement: it cannot be prepared
+
+
 # Plans on PostgreSQL. A connection keeps the plans of its prepared statements, and those PostgreSQL
 # makes for each foreign-key check, until a table they read is analysed again; autovacuum looks
 # for tables to analyse once a minute. A plan made while runs was nearly empty scans the table
@@ -183,17 +197,23 @@ def _by_column(rows: list[tuple]) -> list[list]:
 
 def insert(model, columns: tuple[str, ...], rows: list[tuple]) -> list[int]:
     """Insert rows and return their ids in order (RETURNING, as Django's bulk_create relies on)."""
+    return insert_later(model, columns, rows)()
+
+
+def insert_later(model, columns: tuple[str, ...], rows: list[tuple]) -> Callable[[], list[int]]:
+    """`insert`, with the ids read when the returned function is called: inside `pipelined()` on
+    PostgreSQL what is sent before that travels in the same round trip. SQLite inserts at once."""
     if not rows:
-        return []
+        return lambda: []
     into = f"INSERT INTO {table(model)} ({', '.join(columns)})"
     if connection.vendor == "postgresql":
-        returned = fetch_all(f"{into} SELECT * FROM {_unnest(model, columns)} RETURNING id", _by_column(rows))
-        return [pk for (pk,) in returned]
+        returned = fetch_later(f"{into} SELECT * FROM {_unnest(model, columns)} RETURNING id", _by_column(rows))
+        return lambda: [pk for (pk,) in returned()]
     ids: list[int] = []
     for chunk in _chunks(rows):
         sql = f"{into} VALUES {_values(chunk)} RETURNING id"
         ids.extend(pk for (pk,) in fetch_all(sql, _flat(chunk)))
-    return ids
+    return lambda: ids
 
 
 Statement = tuple[str, list]  # SQL with %s (and, on PostgreSQL, %b) placeholders, and its parameters

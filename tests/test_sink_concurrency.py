@@ -4,12 +4,13 @@ import json
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import IntegrityError, connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from runs.models import Delivery, FailureGroup, JobRun, Run
 from tests.conftest import Sink, documented_body
+from tests.recount import counter_mismatches
 
 
 @pytest.mark.django_db(transaction=True)
@@ -120,6 +121,73 @@ def test_the_writer_stores_its_batch_in_the_transaction_that_holds_the_lock(monk
     assert len(asked) == 1
     assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"]]
     assert Run.objects.filter(run_id__startswith="one-turn-").count() == 3
+
+
+def _committed_runs(prefix: str) -> int:
+    """Runs with ids starting with prefix, as another connection sees them: committed ones."""
+    seen: list[int] = []
+
+    def count() -> None:
+        try:
+            seen.append(Run.objects.filter(run_id__startswith=prefix).count())
+        finally:
+            connections.close_all()
+
+    reader = threading.Thread(target=count)
+    reader.start()
+    reader.join(30)
+    return seen[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_commits_its_batch_in_the_round_trip_of_its_last_statements(monkeypatch):
+    """On PostgreSQL the writer's COMMIT travels with the batch's counters and deliveries
+    (sql.commit_pipelined) instead of taking a round trip of its own under the storing lock: when
+    Django's atomic block ends, the transaction is already committed and there is nothing left to
+    send."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's pipeline mode")
+    from psycopg.pq import TransactionStatus
+
+    from runs import sink
+
+    at_commit = []
+    django_commit = connection._commit
+    monkeypatch.setattr(
+        connection, "_commit", lambda: (at_commit.append(connection.connection.info.transaction_status), django_commit())
+    )
+    batch = [(json.dumps(documented_body(f"piped-{n}")).encode(), {}, None) for n in range(3)]
+
+    taken, outcomes = sink._commit(lambda: batch)
+
+    assert [outcome.kind for outcome in outcomes] == ["created"] * 3
+    assert at_commit == [TransactionStatus.IDLE]
+    assert _committed_runs("piped-") == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_commit_fails_stores_nothing_and_the_next_one_stores(monkeypatch):
+    """A batch whose COMMIT fails (here a deferred foreign-key check, run at commit on PostgreSQL)
+    answers its error, leaves nothing behind, and the writer's connection stores the next batch."""
+    from runs import ingest, sink
+
+    row = ingest.NewRun.row
+    monkeypatch.setattr(  # a project that does not exist, for one run of the batch
+        ingest.NewRun, "row", lambda run: (run.run_id, 10**9, *row(run)[2:]) if run.run_id == "bad-1" else row(run)
+    )
+    bad = [(json.dumps(documented_body(f"bad-{n}")).encode(), {}, None) for n in range(3)]
+
+    taken, failed = sink._commit(lambda: bad)
+
+    assert taken == bad
+    assert isinstance(failed, IntegrityError)
+    assert _committed_runs("bad-") == 0
+    assert not Delivery.objects.filter(run__run_id__startswith="bad-").exists()
+    good = [(json.dumps(documented_body(f"good-{n}")).encode(), {}, None) for n in range(3)]
+    taken, outcomes = sink._commit(lambda: good)
+    assert [outcome.kind for outcome in outcomes] == ["created"] * 3
+    assert _committed_runs("good-") == 3
+    assert counter_mismatches() == []
 
 
 @pytest.mark.django_db(transaction=True)
