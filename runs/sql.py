@@ -216,6 +216,30 @@ def insert_later(model, columns: tuple[str, ...], rows: list[tuple]) -> Callable
     return lambda: ids
 
 
+def reserve_ids_later(model, count: int) -> Callable[[], list[int]] | None:
+    """On PostgreSQL, take `count` ids from model's id sequence, in ascending order, read when the
+    returned function is called (so inside `pipelined()` the request travels with the statements
+    around it). Rows given these ids go in with `insert_with_ids`, which returns nothing and so
+    needs no round trip of its own. Ids reserved and not used are skipped, as a rolled-back insert
+    skips them. None on SQLite, where an insert's RETURNING costs no round trip."""
+    if connection.vendor != "postgresql":
+        return None
+    rows = fetch_later(
+        "SELECT nextval(seq::regclass) FROM pg_get_serial_sequence(%s, 'id') AS seq, generate_series(1, %s)",
+        [model._meta.db_table, count],
+    )
+    return lambda: [pk for (pk,) in rows()]
+
+
+def insert_with_ids(model, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """On PostgreSQL, insert (id, *columns) rows whose ids came from `reserve_ids_later`."""
+    if rows:
+        execute(
+            f"INSERT INTO {table(model)} (id, {', '.join(columns)}) SELECT * FROM {_unnest(model, ('id', *columns))}",
+            _by_column(rows),
+        )
+
+
 Statement = tuple[str, list]  # SQL with %s (and, on PostgreSQL, %b) placeholders, and its parameters
 
 

@@ -62,17 +62,16 @@ def test_a_run_given_an_id_commits_before_any_later_id_is_taken(monkeypatch):
     from runs import ingest
 
     holding, release = threading.Event(), threading.Event()
-    insert = ingest.sql.insert
+    insert_runs = ingest._insert_runs
 
-    def insert_then_hold(model, columns, rows):
-        ids = insert(model, columns, rows)
-        if model is Run and threading.current_thread().name == "first":
+    def insert_then_hold(new, ids):
+        insert_runs(new, ids)
+        if threading.current_thread().name == "first":
             holding.set()  # ids taken, not committed yet
             release.wait(30)
-        return ids
 
     ingest.receive(json.dumps(documented_body("earlier-run")).encode())  # the parents exist
-    monkeypatch.setattr(ingest.sql, "insert", insert_then_hold)
+    monkeypatch.setattr(ingest, "_insert_runs", insert_then_hold)
     done: dict[str, int] = {}
 
     def store(run_id: str) -> None:
@@ -163,6 +162,36 @@ def test_the_writer_commits_its_batch_in_the_round_trip_of_its_last_statements(m
     assert [outcome.kind for outcome in outcomes] == ["created"] * 3
     assert at_commit == [TransactionStatus.IDLE]
     assert _committed_runs("piped-") == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_batch_of_new_runs_and_known_ones():
+    """One batch of the writer's mixing new runs with runs already stored (a repeated delivery and
+    a changed body): the known runs change in place, the new ones get ids above every stored run's,
+    in the batch's order, and every counter agrees with a recount. On PostgreSQL ids are reserved
+    for the whole batch with its look-ups, so here two of them go unused."""
+    from runs import ingest, sink
+
+    repeated = json.dumps(documented_body("known-1", status="failed")).encode()
+    assert ingest.receive(repeated).accepted
+    assert ingest.receive(json.dumps(documented_body("known-2", status="failed")).encode()).accepted
+    highest = Run.objects.order_by("-id").values_list("id", flat=True)[0]
+    batch = [
+        (json.dumps(documented_body("new-a")).encode(), {}, None),
+        (repeated, {}, None),
+        (json.dumps(documented_body("known-2", status="completed")).encode(), {}, None),
+        (json.dumps(documented_body("new-b", status="failed", message="other cause")).encode(), {}, None),
+    ]
+
+    _, outcomes = sink._commit(lambda: batch)
+
+    assert [outcome.kind for outcome in outcomes] == ["created", "duplicate", "updated", "created"]
+    ids = dict(Run.objects.values_list("run_id", "id"))
+    assert highest < ids["new-a"] < ids["new-b"]
+    assert Run.objects.get(run_id="known-2").status == "completed"
+    assert Run.objects.get(run_id="known-1").delivery_count == 2
+    assert Delivery.objects.count() == 6
+    assert counter_mismatches() == []
 
 
 @pytest.mark.django_db(transaction=True)
