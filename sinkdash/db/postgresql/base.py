@@ -16,6 +16,7 @@ from django.db.backends.postgresql import base
 from django.db.backends.base.base import NO_DB_ALIAS
 
 from sinkdash.db import Idle
+from sinkdash.db.postgresql import arrays
 
 _lock = threading.Lock()
 _pools: dict[tuple, "Pool"] = {}
@@ -79,6 +80,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         params = super().get_connection_params()
         if params.get("prepare_threshold") is None:
             params["prepare_threshold"] = NEVER_BY_COUNT
+        arrays.register(params["context"])  # Django's adapters, which its connections copy
         return params
 
     def _pool_key(self) -> tuple:
