@@ -80,7 +80,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         params = super().get_connection_params()
         if params.get("prepare_threshold") is None:
             params["prepare_threshold"] = NEVER_BY_COUNT
-        arrays.register(params["context"])  # Django's adapters, which its connections copy
+        # The adapters Django gives its connections to copy (psycopg's global ones without it).
+        arrays.register(params.get("context") or psycopg.adapters)
         return params
 
     def _pool_key(self) -> tuple:
