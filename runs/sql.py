@@ -195,6 +195,12 @@ def _unnest(model, columns: tuple[str, ...]) -> str:
     return f"unnest({', '.join(casts)})"
 
 
+@functools.cache
+def _insert_arrays(model, columns: tuple[str, ...]) -> str:
+    """PostgreSQL's INSERT of rows sent as one array per column (`_by_column`)."""
+    return f"INSERT INTO {table(model)} ({', '.join(columns)}) SELECT * FROM {_unnest(model, columns)}"
+
+
 def _by_column(rows: list[tuple]) -> list:
     return [arrays.encode(list(column)) for column in zip(*rows, strict=True)]
 
@@ -209,10 +215,10 @@ def insert_later(model, columns: tuple[str, ...], rows: list[tuple]) -> Callable
     PostgreSQL what is sent before that travels in the same round trip. SQLite inserts at once."""
     if not rows:
         return lambda: []
-    into = f"INSERT INTO {table(model)} ({', '.join(columns)})"
     if connection.vendor == "postgresql":
-        returned = fetch_later(f"{into} SELECT * FROM {_unnest(model, columns)} RETURNING id", _by_column(rows))
+        returned = fetch_later(f"{_insert_arrays(model, columns)} RETURNING id", _by_column(rows))
         return lambda: [pk for (pk,) in returned()]
+    into = f"INSERT INTO {table(model)} ({', '.join(columns)})"
     ids: list[int] = []
     for chunk in _chunks(rows):
         sql = f"{into} VALUES {_values(chunk)} RETURNING id"
@@ -238,10 +244,7 @@ def reserve_ids_later(model, count: int) -> Callable[[], list[int]] | None:
 def insert_with_ids(model, columns: tuple[str, ...], rows: list[tuple]) -> None:
     """On PostgreSQL, insert (id, *columns) rows whose ids came from `reserve_ids_later`."""
     if rows:
-        execute(
-            f"INSERT INTO {table(model)} (id, {', '.join(columns)}) SELECT * FROM {_unnest(model, ('id', *columns))}",
-            _by_column(rows),
-        )
+        execute(_insert_arrays(model, ("id", *columns)), _by_column(rows))
 
 
 Statement = tuple[str, list]  # SQL with %s (and, on PostgreSQL, %b) placeholders, and its parameters
@@ -256,7 +259,7 @@ def add_to_counts(model, key_columns: tuple[str, ...], rows: list[tuple]) -> lis
     into = f"INSERT INTO {name} ({keys}, count)"
     upsert = f" ON CONFLICT ({keys}) DO UPDATE SET count = {name}.count + excluded.count"
     if connection.vendor == "postgresql":
-        return [(f"{into} SELECT * FROM {_unnest(model, (*key_columns, 'count'))}{upsert}", _by_column(rows))]
+        return [(_insert_arrays(model, (*key_columns, "count")) + upsert, _by_column(rows))]
     return [(f"{into} VALUES {_values(chunk)}{upsert}", _flat(chunk)) for chunk in _chunks(rows)]
 
 
