@@ -3,8 +3,9 @@
 import json
 
 import pytest
+from django.db import connection
 
-from runs.models import Run
+from runs.models import Delivery, Run
 from tests.conftest import documented_body, newer_body
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +63,7 @@ def test_raw_bytes_are_kept_exactly(sink, signed_in):
     run = signed_in.get("/api/runs/raw-1").json()
     delivery = run["deliveries"][0]
     response = signed_in.get(f"/api/deliveries/{delivery['id']}/raw")
-    assert b"".join(response) if hasattr(response, "streaming_content") else response.content == raw
+    assert (b"".join(response.streaming_content) if response.streaming else response.content) == raw
     assert response["Content-Type"] == "application/octet-stream"
     assert delivery["size"] == len(raw)
 
@@ -86,3 +87,27 @@ def test_times_without_a_utc_moment_in_years_1_to_9999_are_no_time(sink, signed_
     detail = signed_in.get("/api/runs/t-1")
     assert detail.status_code == 200
     assert detail.json()["started_at"] == detail.json()["ended_at"] == stored
+
+
+def test_large_values_are_compressed_with_lz4_on_postgresql(sink, signed_in):
+    """Migration 0008: a scraped page in a failure's message and in its parameters is stored with
+    LZ4, and comes back exactly."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's column compression")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+        if not cursor.fetchone()[0]:
+            pytest.skip("this PostgreSQL server was built without LZ4")
+    page = "".join(f"<li class='item-{n % 7}'><a href='/p/{n}'>item {n}</a></li>" for n in range(4000))
+    body = documented_body("big-1", status="failed", message=f"Error: {page}", parameters={"html": page})
+    raw = json.dumps(body).encode()
+    assert sink.post(raw).status_code == 201
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_column_compression(d.raw), pg_column_compression(r.error_message),"
+            " pg_column_compression(r.parameters_json) FROM runs_delivery d JOIN runs_run r ON r.id = d.run_id"
+        )
+        assert cursor.fetchall() == [("lz4", "lz4", "lz4")]
+    assert bytes(Delivery.objects.get().raw) == raw
+    run = Run.objects.get()
+    assert run.error_message == f"Error: {page}" and json.loads(run.parameters_json) == {"html": page}
