@@ -130,13 +130,13 @@ def test_concurrent_requests_share_commits_and_all_get_their_own_answer(monkeypa
     import runs.sink
 
     batches: list[int] = []
-    real = runs.sink.receive_many
+    real = runs.sink.store_arrivals
 
-    def recording(bodies, **options):
-        batches.append(len(bodies))
-        return real(bodies, **options)
+    def recording(arrivals, **options):
+        batches.append(len(arrivals))
+        return real(arrivals, **options)
 
-    monkeypatch.setattr(runs.sink, "receive_many", recording)
+    monkeypatch.setattr(runs.sink, "store_arrivals", recording)
     bodies = [json.dumps(documented_body(f"gc-{n}")).encode() for n in range(40)]
 
     async def many():
@@ -147,6 +147,68 @@ def test_concurrent_requests_share_commits_and_all_get_their_own_answer(monkeypa
     assert sorted(status for status, _, _ in answers) == [201] * 40
     assert sorted(json.loads(body)["run_id"] for _, _, body in answers) == sorted(f"gc-{n}" for n in range(40))
     assert Run.objects.count() == 40
+
+
+def test_small_bodies_are_read_as_they_arrive_and_large_ones_by_the_writer(monkeypatch):
+    """A small body is parsed on the event loop, before the writer takes it, so that the writer
+    (on PostgreSQL, holding the lock every process queues on) only stores. A large one is parsed by
+    the writer, so that it never holds up the event loop's other requests."""
+    import threading
+
+    import runs.ingest
+    import runs.sink
+
+    parsed_on: dict[str, bool] = {}
+    real = runs.ingest.parse
+
+    def recording(raw):
+        parsed = real(raw)
+        parsed_on[parsed.run_id] = threading.current_thread() is threading.main_thread()
+        return parsed
+
+    monkeypatch.setattr(runs.ingest, "parse", recording)
+    small = json.dumps(documented_body("read-small")).encode()
+    large = json.dumps(documented_body("read-large", result="x" * runs.sink.READ_ON_ARRIVAL_BYTES)).encode()
+
+    assert [call(body)[0] for body in (small, large)] == [201, 201]
+    assert parsed_on == {"read-small": True, "read-large": False}  # the event loop runs on the main thread here
+
+
+@pytest.mark.parametrize("where", ["reading", "storing"])
+def test_a_bug_with_one_delivery_fails_only_that_one(monkeypatch, caplog, where):
+    """An unexpected error (not a refusal, not the database) with one body answers 500 for it
+    alone: read on arrival, it never reaches a batch; in a batch, the others are stored one by one."""
+    import runs.ingest
+
+    if where == "reading":
+        real = runs.ingest.parse
+
+        def buggy(raw):
+            parsed = real(raw)
+            if parsed.run_id == "bug-3":
+                raise RuntimeError("a bug")
+            return parsed
+
+        monkeypatch.setattr(runs.ingest, "parse", buggy)
+    else:
+        row = runs.ingest.NewRun.row
+
+        def buggy(run):
+            if run.run_id == "bug-3":
+                raise RuntimeError("a bug")
+            return row(run)
+
+        monkeypatch.setattr(runs.ingest.NewRun, "row", buggy)
+    bodies = [json.dumps(documented_body(f"bug-{n}")).encode() for n in range(6)]
+
+    async def together():
+        return await asyncio.gather(*(acall(body) for body in bodies))
+
+    answers = asyncio.run(together())
+    assert [status for status, _, _ in answers] == [201, 201, 201, 500, 201, 201]
+    assert sorted(Run.objects.values_list("run_id", flat=True)) == ["bug-0", "bug-1", "bug-2", "bug-4", "bug-5"]
+    assert Delivery.objects.count() == 5
+    assert ("retrying its deliveries one at a time" in caplog.text) == (where == "storing")
 
 
 def test_on_postgresql_what_arrives_while_another_process_stores_joins_the_next_batch(monkeypatch):
@@ -160,13 +222,13 @@ def test_on_postgresql_what_arrives_while_another_process_stores_joins_the_next_
     if connection.vendor != "postgresql":
         pytest.skip("the storing lock is PostgreSQL's")
     batches: list[list[str]] = []
-    real = runs.sink.receive_many
+    real = runs.sink.store_arrivals
 
-    def recording(bodies, **options):
-        batches.append([json.loads(raw)["apiInfo"]["runId"] for raw, _ in bodies])
-        return real(bodies, **options)
+    def recording(arrivals, **options):
+        batches.append([json.loads(arrival.raw)["apiInfo"]["runId"] for arrival in arrivals])
+        return real(arrivals, **options)
 
-    monkeypatch.setattr(runs.sink, "receive_many", recording)
+    monkeypatch.setattr(runs.sink, "store_arrivals", recording)
 
     async def until(condition) -> None:
         deadline = time.monotonic() + 30

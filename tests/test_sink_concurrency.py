@@ -8,6 +8,7 @@ from django.db import IntegrityError, connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from runs.ingest import Arrival
 from runs.models import Delivery, FailureGroup, JobRun, Run
 from tests.conftest import Sink, documented_body
 from tests.recount import counter_mismatches
@@ -110,7 +111,7 @@ def test_the_writer_stores_its_batch_in_the_transaction_that_holds_the_lock(monk
     asked = []
     take_store_lock = ingest.take_store_lock
     monkeypatch.setattr(ingest, "take_store_lock", lambda: (asked.append(1), take_store_lock()))
-    batch = [(json.dumps(documented_body(f"one-turn-{n}")).encode(), {}, None) for n in range(3)]
+    batch = [(Arrival(json.dumps(documented_body(f"one-turn-{n}")).encode(), {}), None) for n in range(3)]
 
     with CaptureQueriesContext(connection) as queries:
         taken, outcomes = sink._commit(lambda: batch)
@@ -155,7 +156,7 @@ def test_the_writer_commits_its_batch_in_the_round_trip_of_its_last_statements(m
     monkeypatch.setattr(
         connection, "_commit", lambda: (at_commit.append(connection.connection.info.transaction_status), django_commit())
     )
-    batch = [(json.dumps(documented_body(f"piped-{n}")).encode(), {}, None) for n in range(3)]
+    batch = [(Arrival(json.dumps(documented_body(f"piped-{n}")).encode(), {}), None) for n in range(3)]
 
     taken, outcomes = sink._commit(lambda: batch)
 
@@ -177,10 +178,10 @@ def test_a_writer_batch_of_new_runs_and_known_ones():
     assert ingest.receive(json.dumps(documented_body("known-2", status="failed")).encode()).accepted
     highest = Run.objects.order_by("-id").values_list("id", flat=True)[0]
     batch = [
-        (json.dumps(documented_body("new-a")).encode(), {}, None),
-        (repeated, {}, None),
-        (json.dumps(documented_body("known-2", status="completed")).encode(), {}, None),
-        (json.dumps(documented_body("new-b", status="failed", message="other cause")).encode(), {}, None),
+        (Arrival(json.dumps(documented_body("new-a")).encode(), {}), None),
+        (Arrival(repeated, {}), None),
+        (Arrival(json.dumps(documented_body("known-2", status="completed")).encode(), {}), None),
+        (Arrival(json.dumps(documented_body("new-b", status="failed", message="other cause")).encode(), {}), None),
     ]
 
     _, outcomes = sink._commit(lambda: batch)
@@ -204,7 +205,7 @@ def test_a_batch_whose_commit_fails_stores_nothing_and_the_next_one_stores(monke
     monkeypatch.setattr(  # a project that does not exist, for one run of the batch
         ingest.NewRun, "row", lambda run: (run.run_id, 10**9, *row(run)[2:]) if run.run_id == "bad-1" else row(run)
     )
-    bad = [(json.dumps(documented_body(f"bad-{n}")).encode(), {}, None) for n in range(3)]
+    bad = [(Arrival(json.dumps(documented_body(f"bad-{n}")).encode(), {}), None) for n in range(3)]
 
     taken, failed = sink._commit(lambda: bad)
 
@@ -212,7 +213,7 @@ def test_a_batch_whose_commit_fails_stores_nothing_and_the_next_one_stores(monke
     assert isinstance(failed, IntegrityError)
     assert _committed_runs("bad-") == 0
     assert not Delivery.objects.filter(run__run_id__startswith="bad-").exists()
-    good = [(json.dumps(documented_body(f"good-{n}")).encode(), {}, None) for n in range(3)]
+    good = [(Arrival(json.dumps(documented_body(f"good-{n}")).encode(), {}), None) for n in range(3)]
     taken, outcomes = sink._commit(lambda: good)
     assert [outcome.kind for outcome in outcomes] == ["created"] * 3
     assert _committed_runs("good-") == 3

@@ -15,7 +15,7 @@ def test_database_error_answers_503_with_retry_after(sink, monkeypatch, settings
     def unavailable(*args, **kwargs):
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr("runs.sink.receive_many", unavailable)
+    monkeypatch.setattr("runs.sink.store_arrivals", unavailable)
     response = sink.post(documented_body("down-1"))
     assert response.status_code == 503
     assert response["Retry-After"] == str(settings.RETRY_AFTER_SECONDS)
