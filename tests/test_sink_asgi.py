@@ -180,25 +180,20 @@ def test_a_bug_with_one_delivery_fails_only_that_one(monkeypatch, caplog, where)
     alone: read on arrival, it never reaches a batch; in a batch, the others are stored one by one."""
     import runs.ingest
 
+    def failing_for_bug_3(run_id_of, real):
+        def buggy(value):
+            if run_id_of(value) == "bug-3":
+                raise RuntimeError("a bug")
+            return real(value)
+
+        return buggy
+
     if where == "reading":
-        real = runs.ingest.parse
-
-        def buggy(raw):
-            parsed = real(raw)
-            if parsed.run_id == "bug-3":
-                raise RuntimeError("a bug")
-            return parsed
-
-        monkeypatch.setattr(runs.ingest, "parse", buggy)
+        body_run_id = lambda raw: json.loads(raw)["apiInfo"]["runId"]  # noqa: E731
+        monkeypatch.setattr(runs.ingest, "parse", failing_for_bug_3(body_run_id, runs.ingest.parse))
     else:
-        row = runs.ingest.NewRun.row
-
-        def buggy(run):
-            if run.run_id == "bug-3":
-                raise RuntimeError("a bug")
-            return row(run)
-
-        monkeypatch.setattr(runs.ingest.NewRun, "row", buggy)
+        row = failing_for_bug_3(lambda run: run.run_id, runs.ingest.NewRun.row)
+        monkeypatch.setattr(runs.ingest.NewRun, "row", row)
     bodies = [json.dumps(documented_body(f"bug-{n}")).encode() for n in range(6)]
 
     async def together():
