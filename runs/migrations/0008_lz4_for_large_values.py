@@ -8,7 +8,7 @@ sink's ordinary ~2 KB bodies is compressed, while the storing lock is held. Meas
   against 7.3 ms with LZ4, stored in 1.04 MB;
 - the ingest benchmark's 1.9 MB body: 9.4 against 2.7 ms, 26.6 against 7.5 KB stored;
 - the benchmark's 2 KB bodies, a batch of 8 in one statement: 72-80 against 133-142 µs of
-  PostgreSQL's time (287 against 296 bytes stored each).
+  PostgreSQL's time, each stored in 296 bytes against 287.
 LZ4 needs a server built with it (PostgreSQL 14 and later, as Debian's and the official images
 are); on one without it the columns keep pglz. Values stored before keep their compression until
 rewritten."""
