@@ -331,7 +331,9 @@ def _store_round(items: list[Incoming], *, lock: bool, commit: bool = False) -> 
     pipeline: they read their results as they go (Model.save() decides between UPDATE and INSERT
     by the rows an UPDATE matched)."""
     bodies = [i.parsed for i in items]
-    causes = _failure_causes(bodies)  # before the lock: plain Python, no reason to hold it
+    # Plain Python, before this round's lock statement. The sink's writer holds the lock already
+    # (store_arrivals' `locked`), so there it runs under it.
+    causes = _failure_causes(bodies)
     with sql.pipelined():
         if lock:
             take_store_lock()
