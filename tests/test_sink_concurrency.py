@@ -111,7 +111,7 @@ def test_the_writer_stores_its_batch_in_the_transaction_that_holds_the_lock(monk
     asked = []
     take_store_lock = ingest.take_store_lock
     monkeypatch.setattr(ingest, "take_store_lock", lambda: (asked.append(1), take_store_lock()))
-    batch = [(Arrival(json.dumps(documented_body(f"one-turn-{n}")).encode(), {}), None) for n in range(3)]
+    batch = [_pending(documented_body(f"one-turn-{n}")) for n in range(3)]
 
     with CaptureQueriesContext(connection) as queries:
         taken, outcomes = sink._commit(lambda: batch)
@@ -121,6 +121,11 @@ def test_the_writer_stores_its_batch_in_the_transaction_that_holds_the_lock(monk
     assert len(asked) == 1
     assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"]]
     assert Run.objects.filter(run_id__startswith="one-turn-").count() == 3
+
+
+def _pending(body: dict | bytes) -> tuple[Arrival, None]:
+    """A delivery as the writer takes it from the queue, with no one awaiting its answer."""
+    return Arrival(body if isinstance(body, bytes) else json.dumps(body).encode(), {}), None
 
 
 def _committed_runs(prefix: str) -> int:
@@ -156,7 +161,7 @@ def test_the_writer_commits_its_batch_in_the_round_trip_of_its_last_statements(m
     monkeypatch.setattr(
         connection, "_commit", lambda: (at_commit.append(connection.connection.info.transaction_status), django_commit())
     )
-    batch = [(Arrival(json.dumps(documented_body(f"piped-{n}")).encode(), {}), None) for n in range(3)]
+    batch = [_pending(documented_body(f"piped-{n}")) for n in range(3)]
 
     taken, outcomes = sink._commit(lambda: batch)
 
@@ -178,10 +183,10 @@ def test_a_writer_batch_of_new_runs_and_known_ones():
     assert ingest.receive(json.dumps(documented_body("known-2", status="failed")).encode()).accepted
     highest = Run.objects.order_by("-id").values_list("id", flat=True)[0]
     batch = [
-        (Arrival(json.dumps(documented_body("new-a")).encode(), {}), None),
-        (Arrival(repeated, {}), None),
-        (Arrival(json.dumps(documented_body("known-2", status="completed")).encode(), {}), None),
-        (Arrival(json.dumps(documented_body("new-b", status="failed", message="other cause")).encode(), {}), None),
+        _pending(documented_body("new-a")),
+        _pending(repeated),
+        _pending(documented_body("known-2", status="completed")),
+        _pending(documented_body("new-b", status="failed", message="other cause")),
     ]
 
     _, outcomes = sink._commit(lambda: batch)
@@ -205,7 +210,7 @@ def test_a_batch_whose_commit_fails_stores_nothing_and_the_next_one_stores(monke
     monkeypatch.setattr(  # a project that does not exist, for one run of the batch
         ingest.NewRun, "row", lambda run: (run.run_id, 10**9, *row(run)[2:]) if run.run_id == "bad-1" else row(run)
     )
-    bad = [(Arrival(json.dumps(documented_body(f"bad-{n}")).encode(), {}), None) for n in range(3)]
+    bad = [_pending(documented_body(f"bad-{n}")) for n in range(3)]
 
     taken, failed = sink._commit(lambda: bad)
 
@@ -213,7 +218,7 @@ def test_a_batch_whose_commit_fails_stores_nothing_and_the_next_one_stores(monke
     assert isinstance(failed, IntegrityError)
     assert _committed_runs("bad-") == 0
     assert not Delivery.objects.filter(run__run_id__startswith="bad-").exists()
-    good = [(Arrival(json.dumps(documented_body(f"good-{n}")).encode(), {}), None) for n in range(3)]
+    good = [_pending(documented_body(f"good-{n}")) for n in range(3)]
     taken, outcomes = sink._commit(lambda: good)
     assert [outcome.kind for outcome in outcomes] == ["created"] * 3
     assert _committed_runs("good-") == 3
