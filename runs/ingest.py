@@ -74,10 +74,11 @@ class Incoming:
     at: datetime
     headers_json: str = "{}"
     source: str = "webhook"
-    sha256: str = field(init=False)
+    sha256: str = ""  # of raw: worked out here unless the caller has it (the importer's reader does)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha256", hashlib.sha256(self.raw).hexdigest())
+        if not self.sha256:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.raw).hexdigest())
 
 
 def safe_headers(headers: dict[str, str]) -> str:

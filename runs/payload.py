@@ -66,6 +66,9 @@ class Refused(Exception):
         self.reason = reason
         self.field = field
 
+    def __reduce__(self):  # pickled whole: the importer's reading process sends refusals
+        return Refused, (self.http_status, self.reason, self.field)
+
 
 class ParsedRun(NamedTuple):
     """What a body says about its run. A named tuple: immutable, and built in a third of the time

@@ -4,7 +4,8 @@ from contextlib import nullcontext
 
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.importer import BATCH_SIZE, UsageError, import_inputs, inputs
+from runs.importer import BATCH_SIZE, import_inputs
+from runs.reading import ReaderFailed, UsageError, inputs, peak_kib
 from runs.management.progress import progress_bar
 
 
@@ -46,6 +47,21 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=2) from None
 
         progress = progress_bar(self.stdout, transfer=True)
+        try:
+            summary = self._import(items, batch_size, progress, options.get("stdin"))
+        except (OSError, ReaderFailed) as error:
+            raise CommandError(f"reading the inputs failed: {error}; the batches before it are stored") from error
+        self.stdout.write(f"Imported: {summary.line()}")
+        if options["verbosity"] >= 2:  # for the benchmark, which adds them up: the import's memory is both
+            self.stdout.write(
+                f"Peak memory: {peak_kib() / 1024:.0f} MB in this process, "
+                f"{summary.reader_peak_kib / 1024:.0f} MB in its reading process"
+            )
+        if summary.rejected:
+            what = "1 body was" if summary.rejected == 1 else f"{summary.rejected} bodies were"
+            raise CommandError(f"{what} refused (listed above) and kept in the quarantine", returncode=1)
+
+    def _import(self, items, batch_size, progress, stdin):
         with progress or nullcontext():
             if progress:
                 sizes = [item.size for item in items]
@@ -58,9 +74,7 @@ class Command(BaseCommand):
                 on_progress=(
                     (lambda done: progress.update(task, completed=done)) if progress else (lambda done: None)
                 ),
-                stdin=options.get("stdin"),
+                stdin=stdin,
             )
-        self.stdout.write(f"Imported: {summary.line()}")
-        if summary.rejected:
-            what = "1 body was" if summary.rejected == 1 else f"{summary.rejected} bodies were"
-            raise CommandError(f"{what} refused (listed above) and kept in the quarantine", returncode=1)
+        return summary
+
