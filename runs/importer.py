@@ -34,6 +34,12 @@ BATCH_BYTES = 32 * 2**20
 # pages stop fitting a small cache and every insert reads a page back; 128 MiB keeps them in
 # memory up to about a million runs while the process stays under 300 MB.
 SQLITE_CACHE_MIB = 128
+# WAL pages the import's connection lets gather before it checkpoints (SQLite's default: 1,000). A
+# checkpoint copies each page into the database file once however many commits rewrote it, and a
+# batch rewrites the same index pages as the one before, so with a batch's ~30 MB of WAL past the
+# default every commit copied nearly all of it. 300,000 runs side by side: 25.8 and 25.9 s against
+# 29.6 and 31.8. The WAL grows to ~100 MB meanwhile and is emptied when the import ends.
+SQLITE_CHECKPOINT_PAGES = 20_000
 
 
 @dataclass
@@ -72,7 +78,7 @@ def import_inputs(
     line. `on_problem` hears each refusal as it happens; `on_progress` the bytes read so far."""
     summary = ImportSummary(files=len(items))
     batching = Batching(batch_size, BATCH_BYTES, settings.MAX_BODY_BYTES)
-    with _larger_sqlite_cache(), parsing(items, batching, stdin) as parsed:
+    with _sqlite_tuned_for_import(), parsing(items, batching, stdin) as parsed:
         for batch, done in parsed.batches:
             if batch:
                 _store_batch(batch, summary, on_problem, received_at)
@@ -82,20 +88,26 @@ def import_inputs(
 
 
 @contextlib.contextmanager
-def _larger_sqlite_cache() -> Iterator[None]:
-    """SQLITE_CACHE_MIB for this connection while importing, then back to what it was."""
+def _sqlite_tuned_for_import() -> Iterator[None]:
+    """SQLITE_CACHE_MIB and SQLITE_CHECKPOINT_PAGES for this connection while importing, then back
+    to what they were, and the WAL copied into the database and emptied."""
     if connection.vendor != "sqlite":
         yield
         return
     with connection.cursor() as cursor:
-        cursor.execute("PRAGMA cache_size")
-        (before,) = cursor.fetchone()
+        before = {pragma: cursor.execute(f"PRAGMA {pragma}").fetchone()[0] for pragma in ("cache_size", "wal_autocheckpoint")}
         cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_MIB * 1024}")
+        cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA cache_size = {int(before)}")
+            for pragma, value in before.items():
+                cursor.execute(f"PRAGMA {pragma} = {int(value)}")
+            if not connection.in_atomic_block:  # it cannot run inside a transaction
+                # Waits (on the busy timeout) for the sink's writer and readers; gives up,
+                # harmlessly, if they keep it busy: the next checkpoints copy what is left.
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _store_batch(

@@ -188,3 +188,30 @@ def test_usage_errors_exit_with_status_2_from_the_command_line(args, tmp_path):
     )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.django_db(transaction=True)  # the WAL is emptied only outside a transaction
+def test_an_import_tunes_sqlite_while_it_runs_then_leaves_it_as_it_was_with_the_wal_empty(tmp_path, monkeypatch):
+    from django.db import connection
+
+    from runs import importer
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's cache and WAL")
+    pragmas = ("cache_size", "wal_autocheckpoint")
+
+    def read() -> list:
+        with connection.cursor() as cursor:
+            return [cursor.execute(f"PRAGMA {pragma}").fetchone()[0] for pragma in pragmas]
+
+    before, during = read(), []
+    real = importer._store_batch
+    monkeypatch.setattr(importer, "_store_batch", lambda batch, *a: during.append(read()) or real(batch, *a))
+    path = jsonl(tmp_path / "runs.jsonl", [documented_body(f"r-{i}", result={"blob": "x" * 5000}) for i in range(40)])
+
+    out, _ = run_import(path, "--batch-size", "10")
+
+    assert "40 new" in out
+    assert during[0] == [-importer.SQLITE_CACHE_MIB * 1024, importer.SQLITE_CHECKPOINT_PAGES]
+    assert read() == before
+    assert os.path.getsize(f"{connection.settings_dict['NAME']}-wal") == 0
