@@ -159,6 +159,28 @@ def test_a_failure_to_store_stops_the_reading_process(tmp_path, readers, monkeyp
     assert Run.objects.count() == 10
 
 
+def test_ctrl_c_stops_the_import_with_what_was_stored_kept_and_no_traceback(tmp_path, readers, monkeypatch):
+    from runs import importer
+
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps(documented_body(f"a-{i}")) + "\n" for i in range(30)))
+    real, stored = importer._store_batch, []
+
+    def interrupted_at_the_second(batch, *args):
+        if stored:
+            raise KeyboardInterrupt
+        stored.append(len(batch))
+        real(batch, *args)
+
+    monkeypatch.setattr(importer, "_store_batch", interrupted_at_the_second)
+    with pytest.raises(CommandError, match="interrupted: the batches before it are stored") as stopped:
+        run_import(path, "--batch-size", "10")
+
+    assert stopped.value.returncode == 130
+    assert readers[0].poll() is not None
+    assert Run.objects.count() == 10
+
+
 def test_a_refusal_crosses_the_pipe_whole():
     refusal = pickle.loads(pickle.dumps(Refused(422, "apiInfo.runId is missing", "apiInfo.runId")))
     assert (refusal.http_status, refusal.reason, refusal.field) == (422, "apiInfo.runId is missing", "apiInfo.runId")

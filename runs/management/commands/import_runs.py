@@ -51,6 +51,12 @@ class Command(BaseCommand):
             summary = self._import(items, batch_size, progress, options.get("stdin"))
         except (OSError, ReaderFailed) as error:
             raise CommandError(f"reading the inputs failed: {error}; the batches before it are stored") from error
+        except KeyboardInterrupt:  # a long import stopped with Ctrl-C: no traceback, say what stands
+            raise CommandError(
+                "interrupted: the batches before it are stored, and importing the same files again "
+                "skips their bodies as duplicates",
+                returncode=130,
+            ) from None
         self.stdout.write(f"Imported: {summary.line()}")
         if options["verbosity"] >= 2:  # for the benchmark, which adds them up: the import's memory is both
             self.stdout.write(
