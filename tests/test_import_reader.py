@@ -6,6 +6,7 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -138,7 +139,8 @@ def test_the_peak_memory_of_both_processes_is_reported_when_asked(tmp_path, read
     assert here > 20 and reader > 5  # an interpreter each, in MB
 
 
-def test_a_failure_to_store_stops_the_reading_process(tmp_path, readers, monkeypatch):
+def fifty_bodies_whose_second_batch_raises(tmp_path, monkeypatch, error: BaseException) -> Path:
+    """A file of 50 bodies, and storing that stores its first batch and raises at the second."""
     from runs import importer
 
     path = tmp_path / "a.jsonl"
@@ -147,11 +149,17 @@ def test_a_failure_to_store_stops_the_reading_process(tmp_path, readers, monkeyp
 
     def store_once(batch, *args):
         if stored:
-            raise RuntimeError("the disk is full")
+            raise error
         stored.append(len(batch))
         real(batch, *args)
 
     monkeypatch.setattr(importer, "_store_batch", store_once)
+    return path
+
+
+def test_a_failure_to_store_stops_the_reading_process(tmp_path, readers, monkeypatch):
+    path = fifty_bodies_whose_second_batch_raises(tmp_path, monkeypatch, RuntimeError("the disk is full"))
+
     with pytest.raises(RuntimeError, match="the disk is full"):
         import_inputs(reading.inputs([str(path)]), batch_size=10)
 
@@ -160,19 +168,8 @@ def test_a_failure_to_store_stops_the_reading_process(tmp_path, readers, monkeyp
 
 
 def test_ctrl_c_stops_the_import_with_what_was_stored_kept_and_no_traceback(tmp_path, readers, monkeypatch):
-    from runs import importer
+    path = fifty_bodies_whose_second_batch_raises(tmp_path, monkeypatch, KeyboardInterrupt())
 
-    path = tmp_path / "a.jsonl"
-    path.write_text("".join(json.dumps(documented_body(f"a-{i}")) + "\n" for i in range(30)))
-    real, stored = importer._store_batch, []
-
-    def interrupted_at_the_second(batch, *args):
-        if stored:
-            raise KeyboardInterrupt
-        stored.append(len(batch))
-        real(batch, *args)
-
-    monkeypatch.setattr(importer, "_store_batch", interrupted_at_the_second)
     with pytest.raises(CommandError, match="interrupted: the batches before it are stored") as stopped:
         run_import(path, "--batch-size", "10")
 
