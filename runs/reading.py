@@ -419,10 +419,12 @@ def parsing(items: list[Input], batching: Batching, stdin: BinaryIO | None = Non
             reader.wait()
 
 
-# Reads go down the pipe this many at a time, and the reading process keeps up to this many bytes
-# of them queued (pickled) for the pipe: about a batch of 5,000 bodies of ~1 KB, so it parses the
-# next batch while the importer stores this one, holding bytes rather than objects.
+# Reads go down the pipe this many at a time, or fewer once their bodies reach _CHUNK_BYTES (bodies
+# reach 10 MB), and the reading process keeps up to _AHEAD_BYTES of them queued (pickled) for the
+# pipe: about a batch of 5,000 bodies of ~1 KB, so it parses the next batch while the importer
+# stores this one, holding bytes rather than objects.
 _CHUNK = 250
+_CHUNK_BYTES = 2**20
 _AHEAD_BYTES = 12 * 2**20
 
 
@@ -477,6 +479,24 @@ class _Sender:
                 self.queue[0] = head[written:]
 
 
+def _chunks(reads: Iterable[Progress], sender: "_Sender | None" = None) -> Iterator[list[Progress]]:
+    """Reads in chunks of _CHUNK, or fewer once their bodies reach _CHUNK_BYTES; a chunk ends
+    where an input does. Between reads, `sender` writes what the pipe has room for."""
+    chunk: list[Progress] = []
+    held = 0
+    for progress in reads:
+        chunk.append(progress)
+        read = progress[0]
+        held += len(read.raw or b"") if read else 0
+        if len(chunk) >= _CHUNK or held >= _CHUNK_BYTES or read is None:
+            yield chunk
+            chunk, held = [], 0
+        elif sender and sender.queued:  # keep the pipe full: the importer may be waiting on it
+            sender.write(until=_AHEAD_BYTES)
+    if chunk:
+        yield chunk
+
+
 def serve() -> None:
     """The reading process: (inputs, body limit) from standard input, then its reads to standard
     output, and ("done", its peak memory) at the end; an error is sent to be raised in the importer."""
@@ -486,14 +506,8 @@ def serve() -> None:
     sys.stdout = sys.stderr  # nothing but reads goes down the pipe
     try:
         try:
-            chunk: list[Progress] = []
-            for progress in _reads(items, limit):
-                chunk.append(progress)
-                if len(chunk) >= _CHUNK or progress[0] is None:
-                    sender.send("reads", chunk)
-                    chunk = []
-                elif sender.queued:  # keep the pipe full: the importer may be waiting on it
-                    sender.write(until=_AHEAD_BYTES)
+            for chunk in _chunks(_reads(items, limit), sender):
+                sender.send("reads", chunk)
             sender.send("done", peak_kib())
         except BrokenPipeError:
             raise

@@ -178,6 +178,18 @@ def test_ctrl_c_stops_the_import_with_what_was_stored_kept_and_no_traceback(tmp_
     assert Run.objects.count() == 10
 
 
+def test_the_reader_sends_large_bodies_a_few_at_a_time_and_small_ones_by_the_hundred():
+    """Bodies reach the 10 MB limit: 250 of those in one message would hold gigabytes."""
+    def reads(sizes):
+        return [(reading.Read("f:1", b"x" * size, "", Refused(422, "")), 0) for size in sizes] + [(None, 0)]
+
+    large = [len(chunk) for chunk in reading._chunks(reads([600 * 1024] * 7))]
+    small = [len(chunk) for chunk in reading._chunks(reads([1024] * 600))]
+
+    assert large == [2, 2, 2, 2]  # two bodies reach 1 MB; the input's end closes the last
+    assert small == [250, 250, 101]
+
+
 def test_a_refusal_crosses_the_pipe_whole():
     refusal = pickle.loads(pickle.dumps(Refused(422, "apiInfo.runId is missing", "apiInfo.runId")))
     assert (refusal.http_status, refusal.reason, refusal.field) == (422, "apiInfo.runId is missing", "apiInfo.runId")
