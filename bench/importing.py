@@ -52,7 +52,7 @@ def timed_import(site: Site, paths: list[Path], time_limit: float | None = None)
     say(f"import_runs {' '.join(p.name for p in paths)} into {site.label()} ({before:,} runs before)")
     result = _waited([PY, "manage.py", "import_runs", "-v", "2", *map(str, paths)], site.env,
                      site.data_dir / "import.log", time_limit)  # fmt: skip
-    # The import's memory is the importer's and its reading process's (runs.reading.parsing), added
+    # The import's memory is the importer's and its reading process's (runs.readahead), added
     # up: wait4's figure is the larger of the two. A stopped import prints neither; wait4's then.
     peaks = re.search(r"Peak memory: (\d+) MB in this process, (\d+) MB in its reading process", result["output"])
     if peaks:

@@ -1,7 +1,8 @@
-"""Importing sink bodies from files (runs.reading reads and parses them). Bodies are stored through
-`ingest.store_committed`, a batch per transaction with each counter row written once per batch,
-because one transaction per line would spend most of the import committing (and, on SQLite,
-taking the write lock hundreds of times a second).
+"""Importing sink bodies from files: runs.reading reads and parses them (in a process of its own
+for large inputs, runs.readahead), and they are stored here through `ingest.store_committed`, a
+batch per transaction with each counter row written once per batch, because one transaction per
+line would spend most of the import committing (and, on SQLite, taking the write lock hundreds of
+times a second).
 """
 
 import contextlib
@@ -18,7 +19,8 @@ from django.utils import timezone
 from runs.ingest import Incoming, bound_quarantine, store_committed
 from runs.models import RejectedDelivery
 from runs.payload import Refused
-from runs.reading import Batching, Input, Read, parsing
+from runs.readahead import parsing
+from runs.reading import Batching, Input, Read
 
 # Bodies per transaction, and their bytes. Each batch pays a fixed dozen statements (parents,
 # counters, commit), and on SQLite the commit writes every page the batch touched: the run id
@@ -32,7 +34,8 @@ BATCH_BYTES = 32 * 2**20
 # SQLite page cache for the import's connection, in MiB (the server's connections keep the
 # settings' 32). Run ids and parameter digests are random keys, so past ~100k runs their index
 # pages stop fitting a small cache and every insert reads a page back; 128 MiB keeps them in
-# memory up to about a million runs while the process stays under 300 MB.
+# memory up to about a million runs while the import (this process and its reader) stays under
+# 300 MB.
 SQLITE_CACHE_MIB = 128
 # WAL pages the import's connection lets gather before it checkpoints (SQLite's default: 1,000). A
 # checkpoint copies each page into the database file once however many commits rewrote it, and a
@@ -47,7 +50,7 @@ class ImportSummary:
     outcomes: Counter = field(default_factory=Counter)  # created, updated, duplicate, stale, rejected
     files: int = 0
     problems: list[str] = field(default_factory=list)  # "source: reason", in input order
-    reader_peak_kib: int = 0  # the reading process's peak memory (runs.reading.parsing); 0 without one
+    reader_peak_kib: int = 0  # the reading process's peak memory (runs.readahead); 0 without one
 
     @property
     def rejected(self) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from runs import reading
+from runs import readahead, reading
 from runs.importer import import_inputs
 from runs.models import Delivery, RejectedDelivery, Run
 from runs.payload import Refused
@@ -25,14 +25,14 @@ pytestmark = pytest.mark.django_db
 def readers(monkeypatch) -> list[subprocess.Popen]:
     """Every input goes to a reading process, however small; the processes started."""
     started = []
-    real = reading.subprocess.Popen
+    real = readahead.subprocess.Popen
 
     def popen(command, **kwargs):
         started.append(real(command, **kwargs))
         return started[-1]
 
-    monkeypatch.setattr(reading, "PROCESS_FROM_BYTES", 0)
-    monkeypatch.setattr(reading.subprocess, "Popen", popen)
+    monkeypatch.setattr(readahead, "PROCESS_FROM_BYTES", 0)
+    monkeypatch.setattr(readahead.subprocess, "Popen", popen)
     return started
 
 
@@ -122,7 +122,7 @@ def test_the_command_says_which_read_failed(tmp_path, readers, monkeypatch):
 def test_a_reading_process_that_dies_is_an_error_not_the_end_of_the_input(tmp_path, readers, monkeypatch):
     path = tmp_path / "a.jsonl"
     path.write_text(json.dumps(documented_body("a-1")) + "\n")
-    monkeypatch.setattr(reading, "_READER", [sys.executable, "-c", "import os; os._exit(9)"])
+    monkeypatch.setattr(readahead, "_READER", [sys.executable, "-c", "import os; os._exit(9)"])
 
     with pytest.raises(CommandError, match="reading the inputs failed: the process reading the inputs ended unexpectedly"):
         run_import(path)
@@ -183,8 +183,8 @@ def test_the_reader_sends_large_bodies_a_few_at_a_time_and_small_ones_by_the_hun
     def reads(sizes):
         return [(reading.Read("f:1", b"x" * size, "", Refused(422, "")), 0) for size in sizes] + [(None, 0)]
 
-    large = [len(chunk) for chunk in reading._chunks(reads([600 * 1024] * 7))]
-    small = [len(chunk) for chunk in reading._chunks(reads([1024] * 600))]
+    large = [len(chunk) for chunk in readahead._chunks(reads([600 * 1024] * 7))]
+    small = [len(chunk) for chunk in readahead._chunks(reads([1024] * 600))]
 
     assert large == [2, 2, 2, 2]  # two bodies reach 1 MB; the input's end closes the last
     assert small == [250, 250, 101]

@@ -5,7 +5,8 @@ from contextlib import nullcontext
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.importer import BATCH_SIZE, import_inputs
-from runs.reading import ReaderFailed, UsageError, inputs, peak_kib
+from runs.readahead import ReaderFailed, peak_kib
+from runs.reading import UsageError, inputs
 from runs.management.progress import progress_bar
 
 
