@@ -71,11 +71,11 @@ def parsing(items: list[Input], batching: Batching, stdin: BinaryIO | None = Non
     try:
         with reader.stdin:
             pickle.dump((items, batching.limit), reader.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-        parsing = Parsing(iter(()))
-        parsing.batches = batched(_received(reader.stdout, parsing), batching)
-        yield parsing
+        parsed = Parsing(iter(()))  # its batches need it: the last message gives the reader's peak
+        parsed.batches = batched(_received(reader.stdout, parsed), batching)
+        yield parsed
     finally:
-        reader.stdout.close()  # a reader still writing stops at its next batch (BrokenPipeError)
+        reader.stdout.close()  # a reader still writing stops at its next message (BrokenPipeError)
         try:
             reader.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -92,7 +92,7 @@ _CHUNK_BYTES = 2**20
 _AHEAD_BYTES = 12 * 2**20
 
 
-def _received(stream: BinaryIO, parsing: Parsing) -> Iterator[Progress]:
+def _received(stream: BinaryIO, parsed: Parsing) -> Iterator[Progress]:
     while True:
         try:
             kind, payload = pickle.load(stream)
@@ -103,7 +103,7 @@ def _received(stream: BinaryIO, parsing: Parsing) -> Iterator[Progress]:
         elif kind == "failed":
             raise payload
         else:
-            parsing.reader_peak_kib = payload
+            parsed.reader_peak_kib = payload
             return
 
 
