@@ -43,7 +43,7 @@ from runs.models import (
 )
 from runs import sql
 from runs.counters import Tally
-from runs.payload import ParsedRun, Refused, dump_json, fingerprint, normalise_message, parameters_key, parse
+from runs.payload import ParsedRun, Refused, dump_json, parse
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class NewRun:
         return (
             p.run_id, self.project_id, self.job_id, self.job_run_id, p.api_name, p.status,
             p.status_code, p.error_code, p.error_message, p.error_category, p.error_doc_url,
-            p.parameters_json, p.parameters_sha256, parameters_key(p.api_name, p.parameters_sha256),
+            p.parameters_json, p.parameters_sha256, p.parameters_key,
             p.auth_session_id, sql.moment(p.started_at), sql.moment(p.ended_at), p.trace_url, p.log_url,
             self.failure_group_id, self.sha256, self.delivery_count,
             sql.moment(self.first_received_at), sql.moment(self.last_received_at),
@@ -450,7 +450,7 @@ def _apply(
     run.content_sha256 = sha
     for name in STATE_FIELDS:
         setattr(run, name, getattr(parsed, name))
-    run.parameters_key = parameters_key(parsed.api_name, parsed.parameters_sha256)
+    run.parameters_key = parsed.parameters_key
 
 
 @dataclass(slots=True)
@@ -546,14 +546,8 @@ def _rename(project: int, stored: tuple[str, str], p: ParsedRun) -> None:
 
 
 def _failure_causes(bodies: list[ParsedRun]) -> dict[str, tuple[str, str]]:
-    """Each failure's cause, by run id (distinct within a round): its normalised message and that
-    message's fingerprint, worked out once for the look-up and the assignment."""
-    causes = {}
-    for p in bodies:
-        if p.is_failure:
-            message = normalise_message(p.error_message)
-            causes[p.run_id] = (message, fingerprint(message))
-    return causes
+    """Each failure's cause (ParsedRun.cause), by run id (distinct within a round)."""
+    return {p.run_id: p.cause for p in bodies if p.cause}
 
 
 def _failure_groups_later(bodies: list[ParsedRun], causes: dict[str, tuple[str, str]]) -> Callable[[], list[tuple]]:

@@ -94,6 +94,10 @@ class ParsedRun(NamedTuple):
     workspace_id: str
     job_id: str
     job_run_id: str
+    # Worked out here, where the body is parsed, rather than where it is stored: import_runs
+    # parses in a process of its own (runs.readahead), and the storing process sets the pace.
+    parameters_key: int  # parameters_key(api_name, parameters_sha256)
+    cause: tuple[str, str] | None  # a failure's normalised message and its fingerprint
 
     @property
     def is_failure(self) -> bool:
@@ -297,17 +301,20 @@ def parse(raw: bytes) -> ParsedRun:
     error_code, error_message, error_category, error_doc_url = _error(api_info, result)
     project = body.get("project")
     auth_session = body.get("authSession")
+    api_name = _text(api_info.get("name"), MAX_LABEL_LENGTH)
+    status = _text(_status(api_info, result), MAX_STATUS_LENGTH)
+    parameters_sha256 = parameters_digest(api_info.get("parameters"))
     return ParsedRun(
         run_id=run_id,
-        api_name=_text(api_info.get("name"), MAX_LABEL_LENGTH),
-        status=_text(_status(api_info, result), MAX_STATUS_LENGTH),
+        api_name=api_name,
+        status=status,
         status_code=_status_code(result.get("statusCode")) if isinstance(result, dict) else None,
         error_code=error_code,
         error_message=error_message,
         error_category=error_category,
         error_doc_url=error_doc_url,
         parameters_json=(_dump_read_by_orjson if by_orjson else dump_json)(api_info.get("parameters")),
-        parameters_sha256=parameters_digest(api_info.get("parameters")),
+        parameters_sha256=parameters_sha256,
         auth_session_id=_identifier(auth_session, "id", "authSession.id"),
         started_at=_moment(api_info.get("started_at")),
         ended_at=_moment(api_info.get("ended_at")),
@@ -318,6 +325,8 @@ def parse(raw: bytes) -> ParsedRun:
         workspace_id=_identifier(body, "workspaceId", "workspaceId"),
         job_id=_identifier(body.get("projectJob"), "id", "projectJob.id"),
         job_run_id=_identifier(body.get("projectJobRun"), "id", "projectJobRun.id"),
+        parameters_key=parameters_key(api_name, parameters_sha256),
+        cause=failure_cause(error_message) if status == "failed" else None,
     )
 
 
@@ -398,3 +407,9 @@ def parameters_key(api_name: str, digest: str) -> int:
 
 def fingerprint(message: str) -> str:
     return hashlib.sha256(message.encode("utf-8")).hexdigest()
+
+
+def failure_cause(error_message: str) -> tuple[str, str]:
+    """What groups a failure: its message normalised, and that message's fingerprint."""
+    message = normalise_message(error_message)
+    return message, fingerprint(message)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from runs.ingest import STATE_FIELDS, Incoming, reapply, store_many, take_store_lock
 from runs.models import Delivery, RejectedDelivery, Run
-from runs.payload import ParsedRun, Refused, fingerprint, normalise_message, parse
+from runs.payload import ParsedRun, Refused, parse
 
 BATCH_SIZE = 200  # raw bodies reach several MB; a batch holds them all in memory at once
 
@@ -155,7 +155,7 @@ def _differences(run: Run, parsed: ParsedRun) -> list[str]:
     changed += [name for name, (stored, now) in identity.items() if stored != now]
     if parsed.is_failure and run.failure_group_id and "error_message" not in changed:
         group = run.failure_group
-        if group.fingerprint != fingerprint(normalise_message(parsed.error_message)):
+        if group.fingerprint != parsed.cause[1]:
             changed.append("failure_group")  # the normaliser changed
     elif parsed.is_failure != bool(run.failure_group_id):
         changed.append("failure_group")

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from runs import payload
 from runs.ingest import receive_many
 from runs.models import FailureGroup, Run
 from tests.conftest import documented_body
@@ -42,3 +43,12 @@ def test_each_cause_has_one_group_that_later_batches_find_again():
     for run in Run.objects.select_related("project", "failure_group"):
         group = run.failure_group
         assert (group.project_id, group.api_name, group.error_code) == (run.project_id, run.api_name, run.error_code)
+
+
+def test_parsing_gives_a_failure_its_cause_and_nothing_else_one():
+    failed = payload.parse(batch("e", 30000)[0][0])
+    assert failed.cause == (
+        "TimeoutError: locator('.price') not visible after <n>ms",
+        payload.fingerprint("TimeoutError: locator('.price') not visible after <n>ms"),
+    )
+    assert payload.parse(json.dumps(documented_body("e-ok")).encode()).cause is None

@@ -78,7 +78,9 @@ def parser_that_reads_state(raw: bytes) -> payload.ParsedRun:
     parsed = real_parse(raw)
     state = json.loads(raw)["apiInfo"].get("state")
     if parsed.status == "unknown" and state:
-        return parsed._replace(status=state)
+        # As parse() would: a failure carries its cause.
+        cause = payload.failure_cause(parsed.error_message) if state == "failed" else None
+        return parsed._replace(status=state, cause=cause)
     return parsed
 
 

@@ -19,9 +19,6 @@ def digest(parameters) -> str:
 def test_a_shared_key_never_mixes_apis_or_parameters(sink, signed_in, monkeypatch):
     monkeypatch.setattr(payload, "parameters_key", lambda api, digest: 7)  # every pair collides
     monkeypatch.setattr(queries, "parameters_key", lambda api, digest: 7)
-    import runs.ingest
-
-    monkeypatch.setattr(runs.ingest, "parameters_key", lambda api, digest: 7)
     sink.post(documented_body("a1", parameters={"q": 1}, job_run="jr-1"))
     sink.post(documented_body("a2", parameters={"q": 1}, job_run="jr-2"))
     sink.post(documented_body("b1", parameters={"q": 1}, api="other-api", job_run="jr-3"))
