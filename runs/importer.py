@@ -6,6 +6,7 @@ times a second).
 """
 
 import contextlib
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,13 +82,30 @@ def import_inputs(
     line. `on_problem` hears each refusal as it happens; `on_progress` the bytes read so far."""
     summary = ImportSummary(files=len(items))
     batching = Batching(batch_size, BATCH_BYTES, settings.MAX_BODY_BYTES)
-    with _sqlite_tuned_for_import(), parsing(items, batching, stdin) as parsed:
+    with _collecting_less(), _sqlite_tuned_for_import(), parsing(items, batching, stdin) as parsed:
         for batch, done in parsed.batches:
             if batch:
                 _store_batch(batch, summary, on_problem, received_at)
             on_progress(done)
     summary.reader_peak_kib = parsed.reader_peak_kib
     return summary
+
+
+@contextlib.contextmanager
+def _collecting_less() -> Iterator[None]:
+    """Python's cycle collector, told to look less often while importing. A batch makes tens of
+    thousands of tuples and objects that refcounting frees, and by default every 2,000 of them set
+    off a collection, which now and then walks all of Django's objects too. Those are frozen (left
+    out of collections) and the threshold is 50,000: the importer then runs 6% fewer instructions
+    (callgrind, 20,000 runs; the cycles it makes are still collected, less often)."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

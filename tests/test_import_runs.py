@@ -1,5 +1,6 @@
 """import_runs: files, folders and standard input in, the same runs as the webhook would store."""
 
+import gc
 import io
 import json
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from runs import importer
 from runs.models import Delivery, RejectedDelivery, Run
 from tests.conftest import documented_body, example_bytes, newer_body
 from tests.recount import counter_mismatches
@@ -147,8 +149,6 @@ def test_many_bodies_are_stored_in_batches(tmp_path):
 
 def test_a_batch_ends_early_when_its_bodies_reach_the_byte_bound(tmp_path, monkeypatch):
     """Results reach 2 MB: a batch of 5,000 of those would hold gigabytes in memory."""
-    from runs import importer
-
     stored = []
     real = importer._store_batch
     monkeypatch.setattr(importer, "_store_batch", lambda batch, *a: stored.append(len(batch)) or real(batch, *a))
@@ -194,8 +194,6 @@ def test_usage_errors_exit_with_status_2_from_the_command_line(args, tmp_path):
 def test_an_import_tunes_sqlite_while_it_runs_then_leaves_it_as_it_was_with_the_wal_empty(tmp_path, monkeypatch):
     from django.db import connection
 
-    from runs import importer
-
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's cache and WAL")
     pragmas = ("cache_size", "wal_autocheckpoint")
@@ -215,3 +213,19 @@ def test_an_import_tunes_sqlite_while_it_runs_then_leaves_it_as_it_was_with_the_
     assert during[0] == [-importer.SQLITE_CACHE_MIB * 1024, importer.SQLITE_CHECKPOINT_PAGES]
     assert read() == before
     assert os.path.getsize(f"{connection.settings_dict['NAME']}-wal") == 0
+
+
+@pytest.mark.django_db
+def test_the_import_collects_garbage_less_often_and_puts_the_collector_back(tmp_path, monkeypatch):
+    before, during = gc.get_threshold(), []
+    real = importer._store_batch
+    monkeypatch.setattr(
+        importer, "_store_batch", lambda batch, *a: during.append((gc.get_threshold(), gc.get_freeze_count())) or real(batch, *a)
+    )  # fmt: skip
+    path = jsonl(tmp_path / "runs.jsonl", [documented_body(f"g-{i}") for i in range(20)])
+
+    out, _ = run_import(path, "--batch-size", "10")
+
+    assert "20 new" in out
+    assert during[0][0][0] == 50_000 and during[0][1] > 0  # Django's objects frozen
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)
