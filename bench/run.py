@@ -7,6 +7,10 @@ of BENCHMARKS.md.
     bench/run.py ingest   the sink against the floor app (bench/ingest.py, when present)
     bench/run.py all      import, then pages and live on the imported database, then ingest
 
+bench/import_instructions.py, apart from these, counts the instructions the import's storing
+process runs per run (callgrind): a figure the machine's noise does not move, for comparing two
+checkouts of the importer.
+
 --database-url postgres://... runs them on a fresh database on that PostgreSQL server (dropped
 afterwards), with two server processes; without it, SQLite files under bench-data/.
 e.g. make bench BENCH_ARGS='pages --runs 1000000'
