@@ -97,7 +97,8 @@ def _collecting_less() -> Iterator[None]:
     thousands of tuples and objects that refcounting frees, and by default every 2,000 of them set
     off a collection, which now and then walks all of Django's objects too. Those are frozen (left
     out of collections) and the threshold is 50,000: the importer then runs 6% fewer instructions
-    (callgrind, 20,000 runs; the cycles it makes are still collected, less often)."""
+    (callgrind, 20,000 runs; the cycles it makes are still collected, less often). Both settings
+    are the whole process's: fine in import_runs' own process, not for a server's threads."""
     threshold = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(50_000, *threshold[1:])
