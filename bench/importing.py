@@ -173,7 +173,7 @@ def _report(args, at, site, data, imported, floor_figures, schema_figures, count
         f"included, at {schema_figures['runs_per_s']:,.0f} rows/s (the rows built beforehand with sinkdash's parser, "
         f"one project, no counters, no look-ups of existing runs): the importer reaches "
         f"{rate / schema_figures['runs_per_s']:.2f} of that with everything else it does.",
-        f"- Counters after the import, recounted in SQL (bench/inspect_db.py recount): "
+        "- Counters after the import, recounted in SQL (bench/inspect_db.py recount): "
         + ("**all right**" if counters_ok else f"**{counts['mismatch_count']} mismatches**")
         + f": {counts['runs']:,} runs, {counts['deliveries']:,} deliveries, {counts['job_runs']:,} job runs "
         f"(sum of totals = runs with a job run), {counts['failed']:,} failed runs in {counts['failure_groups']:,} "

@@ -103,7 +103,7 @@ def test_a_broken_array_keeps_the_elements_before_the_break(tmp_path):
 
 
 def test_importing_the_same_files_again_changes_nothing(tmp_path):
-    path = jsonl(tmp_path / "runs.jsonl", [documented_body(f"r-{i}") for i in range(5)] + ["oops"])
+    jsonl(tmp_path / "runs.jsonl", [documented_body(f"r-{i}") for i in range(5)] + ["oops"])
     (tmp_path / "one.json").write_bytes(example_bytes("failed.json"))
     with pytest.raises(CommandError):
         run_import(tmp_path)

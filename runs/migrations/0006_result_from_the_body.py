@@ -6,7 +6,7 @@ SQLite drops the columns with ALTER TABLE ... DROP COLUMN, which rewrites the ru
 (about a minute at a million runs); the space is reused by new runs, or returned by
 `manage.py prune --vacuum`. Going back refills both columns from the bodies."""
 
-from django.db import migrations, models
+from django.db import migrations
 
 BATCH = 2000
 
