@@ -81,10 +81,28 @@ def ingest(args) -> None:
     ingest_bench.main(argv)
 
 
+def missing_tools(args) -> list[str]:
+    """What this run needs and the machine lacks, each with how to get it. Checked before anything
+    starts: `all` imports a million runs before it reaches the live and ingest parts, and a missing
+    browser or load generator should not be found out twenty minutes in, as a traceback."""
+    import shutil
+
+    from live import CHROMIUM
+
+    missing = []
+    if args.part in ("ingest", "all") and not args.no_ingest and shutil.which("wrk") is None:
+        missing.append("wrk, the load generator of the ingest benchmark: apt-get install wrk")
+    if args.part in ("live", "all") and not Path(CHROMIUM).exists():
+        missing.append(f"Chromium at {CHROMIUM}, for the live benchmark: apt-get install chromium")
+    return missing
+
+
 def main(argv: list[str]) -> None:
     args, unknown = parser().parse_known_args(argv)
     if unknown and args.part not in ("ingest", "all"):
         parser().error(f"unrecognized arguments: {' '.join(unknown)}")
+    if missing := missing_tools(args):
+        sys.exit("bench/run.py needs:\n" + "\n".join(f"  - {need}" for need in missing))
     args.unknown = unknown
     args.argv_extra = _extra([a for a in argv if a not in unknown])
     import importing
