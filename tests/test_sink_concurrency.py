@@ -4,7 +4,7 @@ import json
 import threading
 
 import pytest
-from django.db import IntegrityError, connection, connections
+from django.db import IntegrityError, connection, connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -110,7 +110,7 @@ def test_the_writer_stores_its_batch_in_the_transaction_that_holds_the_lock(monk
 
     asked = []
     take_store_lock = ingest.take_store_lock
-    monkeypatch.setattr(ingest, "take_store_lock", lambda: (asked.append(1), take_store_lock()))
+    monkeypatch.setattr(ingest, "take_store_lock", lambda **how: (asked.append(1), take_store_lock(**how)))
     batch = [_pending(documented_body(f"one-turn-{n}")) for n in range(3)]
 
     with CaptureQueriesContext(connection) as queries:
@@ -278,3 +278,30 @@ def test_prune_beside_senders_leaves_every_counter_exact():
     assert sum(pruned) >= 59
     assert Run.objects.filter(run_id__startswith="new-").count() == 80
     assert counter_mismatches() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_storing_transactions_use_generic_plans_and_others_do_not():
+    """On PostgreSQL a storing transaction runs its statements with their generic plans, set with
+    the lock (ingest._LOCK_TO_STORE): the parents' and failure groups' look-ups were otherwise
+    planned again for every batch. The setting ends with the transaction, and prune's lock
+    leaves the default alone."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plan cache")
+    from runs import ingest
+
+    def plan_cache_mode() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            return cursor.fetchone()[0]
+
+    with ingest.holding_store_lock():
+        assert plan_cache_mode() == "force_generic_plan"
+    assert plan_cache_mode() == "auto"
+    with transaction.atomic():
+        ingest.take_store_lock()
+        assert plan_cache_mode() == "auto"
+    with transaction.atomic():  # what import_runs and reprocess store through: store_many
+        ingest.receive(json.dumps(documented_body("generic-plans")).encode())
+        assert plan_cache_mode() == "force_generic_plan"
+    assert plan_cache_mode() == "auto"
