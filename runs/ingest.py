@@ -565,14 +565,20 @@ def _failure_causes(bodies: list[ParsedRun]) -> dict[str, tuple[str, str]]:
 
 
 def _failure_groups_later(bodies: list[ParsedRun], causes: dict[str, tuple[str, str]]) -> Callable[[], list[tuple]]:
-    """Send the look-up of the failure groups these bodies' failures may belong to, by Intuned's
-    project ids, so it can go out before the batch's parents are known (sql.fetch_later); the
-    returned function reads the rows `_assign_failure_groups` takes."""
+    """Send the look-up of the failure groups these bodies' failures may belong to, so it can go
+    out before the batch's parents are known (sql.fetch_later); the returned function reads the
+    rows `_assign_failure_groups` takes."""
     if not causes:
         return lambda: []
+    return sql.fetch_later(*_failure_groups_query(bodies, causes))
+
+
+def _failure_groups_query(bodies: list[ParsedRun], causes: dict[str, tuple[str, str]]) -> tuple[str, list]:
+    """The groups of these failures' fingerprints in their projects, by Intuned's project ids
+    (through failure_group_by_fingerprint)."""
     in_projects, projects = sql.one_of("p.project_id", {p.project_id for p in bodies if p.run_id in causes})
     in_fingerprints, digests = sql.one_of("g.fingerprint", {digest for _, digest in causes.values()})
-    return sql.fetch_later(
+    return (
         f"SELECT g.id, g.project_id, g.api_name, g.error_code, g.fingerprint FROM {sql.table(FailureGroup)} g"
         f" JOIN {sql.table(Project)} p ON p.id = g.project_id WHERE {in_projects} AND {in_fingerprints}",
         projects + digests,

@@ -114,6 +114,15 @@ class FailureGroup(models.Model):
         indexes = [
             # /failures/ and GET /api/failures: most recently seen first.
             models.Index(fields=["-last_seen", "-id"], name="failure_group_recent"),
+            # Storing finds a batch's groups by their messages' fingerprints, in the round trip
+            # that also finds the parents, so before it knows the projects' keys
+            # (ingest._failure_groups_query). Through failure_group_unique_cause, which starts
+            # with the project, each batch with a failure read every group of its project: 5 ms
+            # a batch at 50,000 groups. The cause's other columns follow, so that SQLite, which
+            # has no statistics to choose by, prefers this index as the one that covers the query.
+            models.Index(
+                fields=["fingerprint", "project", "api_name", "error_code"], name="failure_group_by_fingerprint"
+            ),
         ]
 
     def __str__(self) -> str:
