@@ -276,8 +276,12 @@ class RejectedDelivery(models.Model):
     class Meta:
         verbose_name_plural = "rejected deliveries"
         indexes = [
-            # /rejected/ lists newest first; the bound on the quarantine drops oldest first.
-            models.Index(fields=["-received_at", "-id"], name="rejected_recent"),
+            # /rejected/ lists newest first; the bound on the quarantine drops oldest first. With
+            # size in it, the bound adds up sizes and picks what to drop from the index alone: in
+            # SQLite a column stored after the raw body is read by walking the body's overflow
+            # pages, and summing sizes over 200 MB of 1.9 MB bodies took 51 ms, in the writer,
+            # for every refused delivery (under 1 ms from the index).
+            models.Index(fields=["-received_at", "-id", "size"], name="rejected_recent"),
         ]
 
     def __str__(self) -> str:

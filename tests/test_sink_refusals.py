@@ -3,8 +3,10 @@
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from runs import queries
+from runs import ingest, queries
 from runs.models import RejectedDelivery, Run
 from tests.conftest import documented_body
 
@@ -91,3 +93,25 @@ def test_quarantine_drops_oldest_beyond_its_bytes(sink, settings):
         sink.post(f"{n}".encode() * 100)
     kept = [bytes(r.raw)[:1] for r in RejectedDelivery.objects.order_by("id")]
     assert kept == [b"3", b"4"]
+
+
+def test_bounding_the_quarantine_reads_sizes_from_its_index(sink, settings):
+    """After every refused delivery the quarantine is bounded by count and total size. In SQLite
+    a column stored after the raw body is reached by walking the body's overflow pages, so the
+    bound reads ids and sizes from rejected_recent alone: summing sizes over 200 MB of 1.9 MB
+    bodies from the rows took 51 ms, in the writer, for each refusal."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's overflow pages (PostgreSQL keeps large values apart from the row)")
+    settings.QUARANTINE_MAX_BYTES = 250
+    for n in range(3):
+        sink.post(f"{n}".encode() * 100)
+
+    with CaptureQueriesContext(connection) as captured:
+        ingest.bound_quarantine()
+    reads = [q["sql"] for q in captured if q["sql"].startswith("SELECT")]
+    assert reads
+    with connection.cursor() as cursor:
+        for sql in reads:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql)
+            plan = " ".join(row[-1] for row in cursor.fetchall())
+            assert "USING COVERING INDEX rejected_recent" in plan, (sql, plan)
