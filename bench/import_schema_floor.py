@@ -23,7 +23,7 @@ from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from runs.payload import Refused, parameters_key, parse  # noqa: E402
+from runs.payload import Refused, parse  # noqa: E402
 
 RUN = (
     "run_id, project_id, job_id, job_run_id, api_name, status, status_code, error_code, error_message,"
@@ -82,7 +82,7 @@ def main(empty: str, path: str, batch: int = 5000) -> dict:
                 runs.append((
                     p.run_id, 1, job, job_run, p.api_name, p.status, p.status_code, p.error_code, p.error_message,
                     p.error_category, p.error_doc_url, p.parameters_json, p.parameters_sha256,
-                    parameters_key(p.api_name, p.parameters_sha256), p.auth_session_id, moment(p.started_at),
+                    p.parameters_key, p.auth_session_id, moment(p.started_at),
                     moment(p.ended_at), p.trace_url, p.log_url, sha, 1, NOW, NOW,
                 ))  # fmt: skip
                 bodies.append((raw, sha))
