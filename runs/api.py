@@ -163,7 +163,7 @@ class RunQuery(Schema):
 
 @api.get("/runs", response={200: RunPage, 422: Error}, summary="Runs, newest first, filtered")
 def list_runs(request: HttpRequest, filters: Query[RunQuery]):
-    page = queries.run_page(queries.RunFilter.from_query(filters.dict()))
+    page = queries.run_page(queries.RunFilter.from_query(filters.dict()), messages=True)
     return {"items": [RunItem.of(run) for run in page.items], "next_cursor": page.next_cursor}
 
 

@@ -88,13 +88,16 @@ def test_run_row_is_the_markup_it_replaced(sink, fresh):
                         api=HOSTILE[:30], project_name=HOSTILE[:50], job=HOSTILE[:20], job_run=HOSTILE[:25]),
         documented_body("a/b?c#d\nline", status="cancelled", message="", api="", project_name=""),
         documented_body("e\u0301" * 30, status="weird-status", error="", message="only a message"),
+        # Longer than the preview the list loads (queries.MESSAGE_PREVIEW_CHARS): the reference
+        # template reads the whole message, the row its start.
+        documented_body("long-message", status="failed", message="e\u0301" * 200 + HOSTILE * 40),
     ]  # fmt: skip
     orphan = documented_body("no-job")
     del orphan["projectJob"], orphan["projectJobRun"]
     for body in [*bodies, orphan]:
         assert sink.post(body).status_code == 201
     runs = queries.run_page(queries.RunFilter()).items
-    assert len(runs) == 5 and any(run.job_id is None for run in runs)
+    assert len(runs) == 6 and any(run.job_id is None for run in runs)
     context = {"runs": runs, "fresh": fresh}
     expected = Template(ROW_AS_TEMPLATE).render(Context(context))
     rendered = render_to_string("runs/list.html#rows", context)

@@ -176,8 +176,9 @@ def _sep_link(href: str, text: str, attrs: str = "") -> str:
 
 @register.simple_tag
 def run_row(run, fresh: bool = False) -> str:
-    """One <tr> of a run list. `run` comes from runs.queries (its project, job and job run
-    selected with it); fresh marks a row a poll brought."""
+    """One <tr> of a run list. `run` comes from runs.queries' lists (its project, job and job run
+    selected with it, and the start of its error message as error_preview); fresh marks a row a
+    poll brought."""
     job = _sep_link(url_for(run.job_id, "job"), str(run.job)) if run.job_id else ""
     job_run = (
         _sep_link(url_for(run.job_run_id, "job-run"), clip(run.job_run.job_run_id, 12), ' class="mono"')
@@ -185,7 +186,7 @@ def run_row(run, fresh: bool = False) -> str:
         else ""
     )
     code = f"<code>{_escape(run.error_code)}</code> " if run.error_code else ""
-    message = f'<span class="msg">{_escape(clip(run.error_message, 140))}</span>' if run.error_message else ""
+    message = f'<span class="msg">{_escape(clip(run.error_preview, 140))}</span>' if run.error_preview else ""
     attrs = ' class="fresh"' if fresh else ""
     return mark_safe(  # every interpolated value is escaped or made here from numbers and dates
         f'<tr id="run-{int(run.pk)}"{attrs}>'
