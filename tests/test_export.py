@@ -94,6 +94,28 @@ def test_a_large_export_is_read_page_by_page(signed_in, monkeypatch):
     assert [r["run_id"] for r in rows] == [f"r-{i}" for i in range(6, -1, -1)]
 
 
+@pytest.mark.parametrize("statuses", [(), ("failed", "cancelled")])  # one keyset stream, or two merged
+def test_runs_of_megabytes_are_written_a_few_at_a_time(signed_in, monkeypatch, statuses):
+    # Scraped pages end up in messages, parameters and results: a chunk of the download holds
+    # about CHUNK_BYTES of them, not a query's page of runs whatever their size.
+    page = "<div class='row'>scraped</div>\n" * 10_000  # 310 KB of message, 320 KB of body
+    for i in range(6):
+        post(documented_body(f"r-{i}", status="failed" if i % 2 else "cancelled", message=page))
+    monkeypatch.setattr(export, "CHUNK_BYTES", 1_000_000)
+    newest_first = [f"r-{i}" for i in range(5, -1, -1)]
+    f = export.RunFilter(statuses=statuses)
+    jsonl = [chunk.splitlines() for chunk in export.runs_jsonl(f)]
+    assert [len(lines) for lines in jsonl] == [2, 2, 2]  # message and body: 630 KB a run
+    assert [json.loads(line)["run_id"] for lines in jsonl for line in lines] == newest_first
+    limit = csv.field_size_limit(1_000_000)  # the reader's default is 128 KB a cell
+    try:
+        header, *chunks = [list(csv.reader(io.StringIO(chunk))) for chunk in export.runs_csv(f)]
+    finally:
+        csv.field_size_limit(limit)
+    assert [len(rows) for rows in chunks] == [4, 2]  # the message: 310 KB a run
+    assert header == [export.RUN_COLUMNS] and [row[0] for rows in chunks for row in rows] == newest_first
+
+
 def test_runs_export_as_jsonl_holds_parameters_and_result_as_json(signed_in):
     big = 2**70  # more than 64 bits: kept exactly, as the stored text holds it
     post(documented_body("r-1", result=[{"title": "Boot", "price": 9.5, "id": big}]))
