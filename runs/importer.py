@@ -146,7 +146,7 @@ def _store_batch(
     refused = [read for read in batch if isinstance(read.parsed, Refused)]
     if accepted:
         # One transaction (and one write of each counter row) for the whole batch.
-        for outcome in store_committed(accepted):
+        for outcome in store_committed(accepted, repeats=False):
             summary.outcomes[outcome.kind] += 1
     if refused:
         with transaction.atomic():

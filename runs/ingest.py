@@ -164,12 +164,12 @@ def store_arrivals(
     return outcomes  # type: ignore[return-value]
 
 
-def store_committed(items: list[Incoming]) -> list[Outcome]:
+def store_committed(items: list[Incoming], *, repeats: bool = True) -> list[Outcome]:
     """store_many in a transaction of its own. Two storing transactions never race to insert the
     same row: on PostgreSQL each takes the storing lock before its look-ups, on SQLite each begins
     IMMEDIATE, holding the write lock from the start."""
     with transaction.atomic():
-        return store_many(items)
+        return store_many(items, repeats=repeats)
 
 
 # Any constant: the key of the PostgreSQL advisory lock that orders storing transactions.
@@ -273,12 +273,15 @@ def bound_quarantine() -> None:
     RejectedDelivery.objects.filter(id__in=drop).delete()
 
 
-def store_many(items: list[Incoming], *, lock: bool = True, commit: bool = False) -> list[Outcome]:
+def store_many(
+    items: list[Incoming], *, lock: bool = True, commit: bool = False, repeats: bool = True
+) -> list[Outcome]:
     """Store bodies inside the caller's transaction, with the same result as storing them one by
     one in order. A run that appears twice waits for the next round, so each round sees the
     state its earlier bodies left. The first round takes the storing lock, unless the caller
     says its transaction holds it already. With `commit`, the last round commits the transaction
-    in the round trip of its last statements (sql.commit_pipelined)."""
+    in the round trip of its last statements (sql.commit_pipelined). Without `repeats`, a body
+    whose bytes its run has already is not kept again (see _store_round)."""
     outcomes: list[Outcome | None] = [None] * len(items)
     remaining = list(enumerate(items))
     first = True
@@ -287,7 +290,9 @@ def store_many(items: list[Incoming], *, lock: bool = True, commit: bool = False
         for index, item in remaining:
             (later if item.parsed.run_id in seen else this_round).append((index, item))
             seen.add(item.parsed.run_id)
-        stored = _store_round([i for _, i in this_round], lock=lock and first, commit=commit and not later)
+        stored = _store_round(
+            [i for _, i in this_round], lock=lock and first, commit=commit and not later, repeats=repeats
+        )
         for (index, _), outcome in zip(this_round, stored, strict=True):
             outcomes[index] = outcome
         remaining, first = later, False
@@ -337,14 +342,20 @@ _RUN_COLUMNS = (
 _DELIVERY_COLUMNS = ("run_id", "received_at", "raw", "sha256", "size", "headers_json", "source", "outcome")
 
 
-def _store_round(items: list[Incoming], *, lock: bool, commit: bool = False) -> list[Outcome]:
+def _store_round(items: list[Incoming], *, lock: bool, commit: bool = False, repeats: bool = True) -> list[Outcome]:
     """Store bodies of distinct runs: a fixed number of queries whatever the batch size. On
     PostgreSQL the lock, the look-ups (known runs, failure groups, parents) and the new runs' ids
     go out in one round trip, and the runs, counters and deliveries in another (sql.pipelined),
     with the commit when `commit`: the sink's rate there is set by the round trips of one batch
     after another. The ORM's statements for runs already known come between the two, outside the
     pipeline: they read their results as they go (Model.save() decides between UPDATE and INSERT
-    by the rows an UPDATE matched)."""
+    by the rows an UPDATE matched).
+
+    A duplicate (bytes its run has already) is a delivery of its own when it came over the
+    webhook: the sender's retry, at its own time, with its own headers. Without `repeats` (the
+    importer) it is left out altogether: no delivery, no count, no time of arrival moved. A file
+    line carries nothing the stored bytes do not, and importing the same folder again (a synced
+    S3 prefix, say) would otherwise keep every body once more each time."""
     bodies = [i.parsed for i in items]
     # Plain Python, before this round's lock statement. The sink's writer holds the lock already
     # (store_arrivals' `locked`), so there it runs under it.
@@ -373,10 +384,10 @@ def _store_round(items: list[Incoming], *, lock: bool, commit: bool = False) -> 
     kinds: list[str] = []
     runs: list[Run | NewRun] = []
     applied: list[tuple[Run | NewRun, Incoming]] = []
+    kept: list[bool] = []  # whether the body is kept as a delivery (all but repeats left out)
     for item in items:
         p = item.parsed
         project, job, job_run = parents.of(p)
-        tally.touch(project, job, job_run, item.at)
         run = existing.get(p.run_id)
         if run is None:
             run = NewRun(item, project, job, job_run)
@@ -391,18 +402,21 @@ def _store_round(items: list[Incoming], *, lock: bool, commit: bool = False) -> 
             kind = "updated"
         if kind in ("created", "updated"):
             applied.append((run, item))
-        run.delivery_count += 1
-        run.last_received_at = item.at
         kinds.append(kind)
         runs.append(run)
+        kept.append(repeats or kind != "duplicate")
+        if kept[-1]:
+            tally.touch(project, job, job_run, item.at)
+            run.delivery_count += 1
+            run.last_received_at = item.at
 
     _assign_failure_groups(applied, causes, groups)
     for run, kind in zip(runs, kinds):
         if kind == "updated":
             run.save()
-    repeats = [run.pk for run, kind in zip(runs, kinds) if kind in ("duplicate", "stale")]
-    if repeats:
-        Run.objects.filter(pk__in=repeats).update(
+    again = [run.pk for run, kind, keep in zip(runs, kinds, kept) if keep and kind in ("duplicate", "stale")]
+    if again:
+        Run.objects.filter(pk__in=again).update(
             delivery_count=F("delivery_count") + 1, last_received_at=max(i.at for i in items)
         )
     new = [run for run in runs if isinstance(run, NewRun)]
@@ -416,17 +430,18 @@ def _store_round(items: list[Incoming], *, lock: bool, commit: bool = False) -> 
         delivery_ids = sql.insert_later(Delivery, _DELIVERY_COLUMNS, [
             (run.pk, sql.moment(item.at), item.raw, item.sha256, len(item.raw), item.headers_json,
              item.source, kind)
-            for run, item, kind in zip(runs, items, kinds)
+            for run, item, kind, keep in zip(runs, items, kinds, kept) if keep
         ])  # fmt: skip
         if commit:
             # The commit's own round trip was the last one under the storing lock. Two writers
             # storing batches of 8 side by side, no HTTP: 2,817 against 2,500 deliveries/s.
             sql.commit_pipelined()
-        delivery_ids = delivery_ids()
+        delivery_ids = iter(delivery_ids())
     return [
-        Outcome(kind, run_id=run.run_id, delivery_id=pk, http_status=201 if kind == "created" else 200)
-        for run, kind, pk in zip(runs, kinds, delivery_ids, strict=True)
-    ]
+        Outcome(kind, run_id=run.run_id, delivery_id=next(delivery_ids) if keep else None,
+                http_status=201 if kind == "created" else 200)
+        for run, kind, keep in zip(runs, kinds, kept, strict=True)
+    ]  # fmt: skip
 
 
 def _insert_runs(new: list[NewRun], ids: list[int] | None) -> None:
