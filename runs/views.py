@@ -180,16 +180,24 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     if run is None:
         raise Http404(f"no run with id {run_id!r}")
     result_json, extra_json = queries.state_of(run)
-    result = _pretty(result_json)
+    deliveries = list(queries.deliveries_of(run))
+    message_preview, message_cut = _cut(run.error_message)
+    parameters_preview, parameters_cut = _cut(_pretty(run.parameters_json))
+    result_preview, result_cut = _cut(_pretty(result_json))
     context = {
         "run": run,
-        "parameters": _pretty(run.parameters_json),
+        "message_preview": message_preview,
+        "message_cut": message_cut,
+        "parameters_preview": parameters_preview,
+        "parameters_cut": parameters_cut,
         "has_result": result_json != "null",
-        "result_preview": result[:PREVIEW_CHARS],
-        "result_cut": len(result) > PREVIEW_CHARS,
+        "result_preview": result_preview,
+        "result_cut": result_cut,
         "result_size": len(result_json.encode()),
         "extra": _pretty(extra_json) if extra_json != "{}" else "",
-        "deliveries": list(queries.deliveries_of(run)),
+        # The body the run's state came from, whole, for what the previews cut.
+        "state_delivery": next((d.pk for d in deliveries if d.sha256 == run.content_sha256), None),
+        "deliveries": deliveries,
         "same_parameters": queries.same_parameters(run),
         "same_parameters_url": _same_parameters_url(run),
     }
@@ -231,13 +239,20 @@ def run_result(request: HttpRequest, run_id: str) -> HttpResponse:
     return raw_response(result_json.encode(), "result.json")
 
 
+def _cut(text: str) -> tuple[str, bool]:
+    """The start of a long text a page shows, and whether it is cut. Scraped pages end up in
+    messages, parameters and results, up to the body's 10 MB: a run whose message held 5 MB made
+    a page of 7.9 MB."""
+    return text[:PREVIEW_CHARS], len(text) > PREVIEW_CHARS
+
+
 def _body_preview(raw: bytes) -> tuple[str, bool]:
     text = raw.decode("utf-8", errors="replace")
     try:
         text = _indented(json.loads(text))
     except ValueError:
         pass
-    return text[:PREVIEW_CHARS], len(text) > PREVIEW_CHARS
+    return _cut(text)
 
 
 @require_GET

@@ -3,6 +3,7 @@ links to the same failure and the same parameters elsewhere."""
 
 import json
 import re
+from html import escape
 
 import pytest
 
@@ -56,6 +57,23 @@ def test_large_result_is_a_preview_with_a_download(sink, signed_in):
     download = signed_in.get("/runs/big/result.json")
     assert download["Content-Disposition"] == 'attachment; filename="result.json"'
     assert json.loads(download.content) == result
+
+
+def test_a_long_message_and_long_parameters_are_previews_with_the_body_to_download(sink, signed_in):
+    # Scraped pages end up in both: the page shows their start, as it does a result's.
+    page = "<div class='row'>scraped &amp; kept</div>\n" * 20_000  # 800 KB
+    body = documented_body("big", status="failed", message="Timeout on " + page, parameters={"html": page})
+    assert sink.post(body).status_code == 201
+    response = signed_in.get("/runs/big/")
+    html = response.content.decode()
+    assert len(response.content) < PREVIEW_CHARS * 6
+    message = Run.objects.get(run_id="big").error_message
+    assert escape(message[:PREVIEW_CHARS]) in html and escape(message[: PREVIEW_CHARS + 1]) not in html
+    assert f"Showing the first 20,000 characters of {len(message):,}." in html
+    assert "The whole message is in the run's body" in html and "The whole parameters are in" in html
+    delivery = Delivery.objects.get(run__run_id="big")
+    assert html.count(f'href="/api/deliveries/{delivery.pk}/raw" download>download it</a>') == 2
+    assert json.loads(signed_in.get(f"/api/deliveries/{delivery.pk}/raw").content) == body
 
 
 def test_every_delivery_is_listed_and_its_raw_body_viewable_and_downloadable(sink, signed_in):
