@@ -36,6 +36,9 @@ from runs.models import Status
 # A result bigger than this is shown as a preview with a download link, so a 2 MB result does not
 # make a 2 MB page; raw bodies shown inline are cut at the same length.
 PREVIEW_CHARS = 20_000
+# Deliveries a run's page lists, oldest first. Each is a row, and a sender caught in a loop could
+# post the same body thousands of times; GET /api/runs/<id> lists them all.
+DELIVERIES_SHOWN = 100
 NO_CHANGE = 204
 
 
@@ -180,7 +183,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     if run is None:
         raise Http404(f"no run with id {run_id!r}")
     result_json, extra_json = queries.state_of(run)
-    deliveries = list(queries.deliveries_of(run))
+    deliveries = list(queries.deliveries_of(run)[:DELIVERIES_SHOWN])
     message_preview, message_cut = _cut(run.error_message)
     parameters_preview, parameters_cut = _cut(_pretty(run.parameters_json))
     result_preview, result_cut = _cut(_pretty(result_json))

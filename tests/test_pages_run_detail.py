@@ -7,6 +7,7 @@ from html import escape
 
 import pytest
 
+from runs import views
 from runs.models import Delivery, Run
 from runs.views import PREVIEW_CHARS
 from tests.conftest import documented_body, newer_body
@@ -95,6 +96,18 @@ def test_every_delivery_is_listed_and_its_raw_body_viewable_and_downloadable(sin
     assert "Bearer" not in text  # credentials were never stored
     raw = signed_in.get(f"/api/deliveries/{deliveries[0].pk}/raw")
     assert raw.content == bytes(deliveries[0].raw)
+
+
+def test_a_run_page_lists_its_first_deliveries_and_says_how_many_there_are(sink, signed_in, monkeypatch):
+    monkeypatch.setattr(views, "DELIVERIES_SHOWN", 3)
+    body = documented_body("r-loop")
+    for _ in range(5):  # a sender caught in a loop
+        sink.post(body)
+    html = signed_in.get("/runs/r-loop/").content.decode()
+    shown = list(Delivery.objects.filter(run__run_id="r-loop").order_by("id").values_list("pk", flat=True))
+    assert [f'id="body-{pk}"' in html for pk in shown] == [True, True, True, False, False]
+    assert "Showing the first 3 of 5 deliveries." in html
+    assert len(signed_in.get("/api/runs/r-loop").json()["deliveries"]) == 5
 
 
 def test_delivery_body_page_works_without_htmx(sink, signed_in):
