@@ -184,18 +184,10 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
         raise Http404(f"no run with id {run_id!r}")
     result_json, extra_json = queries.state_of(run)
     deliveries = list(queries.deliveries_of(run)[:DELIVERIES_SHOWN])
-    message_preview, message_cut = _cut(run.error_message)
-    parameters_preview, parameters_cut = _cut(_pretty(run.parameters_json))
-    result_preview, result_cut = _cut(_pretty(result_json))
     context = {
         "run": run,
-        "message_preview": message_preview,
-        "message_cut": message_cut,
-        "parameters_preview": parameters_preview,
-        "parameters_cut": parameters_cut,
+        **_previews(message=run.error_message, parameters=_pretty(run.parameters_json), result=_pretty(result_json)),
         "has_result": result_json != "null",
-        "result_preview": result_preview,
-        "result_cut": result_cut,
         "result_size": len(result_json.encode()),
         "extra": _pretty(extra_json) if extra_json != "{}" else "",
         # The body the run's state came from, whole, for what the previews cut.
@@ -247,6 +239,14 @@ def _cut(text: str) -> tuple[str, bool]:
     messages, parameters and results, up to the body's 10 MB: a run whose message held 5 MB made
     a page of 7.9 MB."""
     return text[:PREVIEW_CHARS], len(text) > PREVIEW_CHARS
+
+
+def _previews(**texts: str) -> dict[str, str | bool]:
+    """<name>_preview and <name>_cut (_cut) of each text, for a template."""
+    previews: dict[str, str | bool] = {}
+    for name, text in texts.items():
+        previews[f"{name}_preview"], previews[f"{name}_cut"] = _cut(text)
+    return previews
 
 
 def _body_preview(raw: bytes) -> tuple[str, bool]:
