@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -246,19 +246,37 @@ _NOT_LISTED = ("parameters_json", "error_message")
 # just the start). A thousand characters is more than the clip needs, combining characters and
 # all, unless the text is mostly combining characters: the row then shows the thousand it has.
 MESSAGE_PREVIEW_CHARS = 1000
+# GET /api/runs returns each run's whole message. A page stops before the run whose message would
+# take the page's messages past this many characters (it keeps at least one run), and its
+# next_cursor goes on from there, as a client follows it anyway: 200 runs with scraped pages in
+# their messages would otherwise make a response of gigabytes, in the process that runs the sink.
+PAGE_MESSAGE_CHARS = 16 * 2**20
+
+
+class _Size(Func):
+    """A text's size for PAGE_MESSAGE_CHARS: in characters on SQLite, which reads the text through
+    for any measure; in bytes on PostgreSQL, from the stored value's header, where LENGTH would
+    decompress every message."""
+
+    function = "LENGTH"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, function="OCTET_LENGTH", **extra)
 
 
 def _listed(runs: QuerySet[Run], *, messages: bool = False) -> QuerySet[Run]:
-    """A list's runs, each with its `error_preview`; with `messages`, with its whole
-    `error_message` instead (the API's list returns it)."""
-    runs = runs.select_related("project", "job", "job_run")
+    """A list's runs, each with its `error_preview`; with `messages`, with its message's length
+    (`message_chars`) instead, for run_page to load the messages that fit."""
+    runs = runs.select_related("project", "job", "job_run").only(*_LISTED)
     if messages:
-        return runs.only(*_LISTED, "error_message")
-    return runs.only(*_LISTED).annotate(error_preview=Substr("error_message", 1, MESSAGE_PREVIEW_CHARS))
+        return runs.annotate(message_chars=_Size("error_message"))
+    return runs.annotate(error_preview=Substr("error_message", 1, MESSAGE_PREVIEW_CHARS))
 
 
 def run_page(f: RunFilter, *, messages: bool = False) -> Page:
-    """A page of the filtered runs; with `messages`, their whole error messages loaded (_listed)."""
+    """A page of the filtered runs; with `messages`, each with its whole error message, as many
+    runs as PAGE_MESSAGE_CHARS allows."""
     pages = []
     for one in per_status(f):
         runs = _listed(filter_runs(one), messages=messages)
@@ -268,7 +286,25 @@ def run_page(f: RunFilter, *, messages: bool = False) -> Page:
     items = list(heapq.merge(*pages, key=lambda run: -run.id))[: f.limit + 1]
     more = len(items) > f.limit
     items = items[: f.limit]
+    if messages:
+        fit = _with_messages(items)
+        more, items = more or len(fit) < len(items), fit
     return Page(items, str(items[-1].id) if more else None)
+
+
+def _with_messages(runs: list[Run]) -> list[Run]:
+    """The first of these runs whose messages fit in PAGE_MESSAGE_CHARS (at least one), each with
+    its whole error_message loaded."""
+    total = 0
+    for count, run in enumerate(runs):
+        total += run.message_chars
+        if total > PAGE_MESSAGE_CHARS and count:
+            runs = runs[:count]
+            break
+    messages = dict(Run.objects.filter(pk__in=[run.pk for run in runs]).values_list("pk", "error_message"))
+    for run in runs:
+        run.error_message = messages[run.pk]
+    return runs
 
 
 def runs_after(f: RunFilter, after_id: int, limit: int = MAX_LIMIT) -> list[Run]:

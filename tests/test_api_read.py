@@ -7,6 +7,7 @@ from urllib.parse import quote
 import pytest
 from django.utils import timezone
 
+from runs import queries
 from runs.models import Run
 from tests.conftest import documented_body, newer_body
 
@@ -110,6 +111,28 @@ def test_limit_is_capped_at_200(signed_in, sink):
     for n in range(205):
         sink.post(documented_body(f"l-{n}"))
     assert len(signed_in.get("/api/runs?limit=1000").json()["items"]) == 200
+
+
+def test_a_page_of_runs_holds_as_many_whole_messages_as_fit(signed_in, sink, monkeypatch):
+    # Scraped pages in messages: the page stops early and its cursor goes on from there.
+    monkeypatch.setattr(queries, "PAGE_MESSAGE_CHARS", 500_000)
+    page = "<div class='row'>scraped</div>\n" * 10_000  # 310,000 characters
+    messages = {f"m-{i}": f"{i}: {page}" for i in range(5)}
+    for run_id, message in messages.items():
+        sink.post(documented_body(run_id, status="failed", message=message))
+    sink.post(documented_body("huge", status="failed", message=page * 3))  # more than fits alone
+    pages, cursor = [], ""
+    while True:
+        body = signed_in.get(f"/api/runs?limit=50{cursor}").json()
+        pages.append([item["run_id"] for item in body["items"]])
+        for item in body["items"]:
+            assert item["error_message"] == messages.get(item["run_id"], page * 3)
+        if body["next_cursor"] is None:
+            break
+        cursor = f"&cursor={body['next_cursor']}"
+    assert pages == [["huge"], ["m-4"], ["m-3"], ["m-2"], ["m-1"], ["m-0"]]
+    monkeypatch.setattr(queries, "PAGE_MESSAGE_CHARS", 700_000)
+    assert run_ids(signed_in, "limit=50&status=failed&cursor=" + str(Run.objects.get(run_id="huge").pk)) == ["m-4", "m-3"]
 
 
 def test_run_detail(signed_in, loaded, sink):
