@@ -1,8 +1,8 @@
 """Downloads: a filtered run list as CSV or JSONL, and a job run's scraped results as CSV rows.
 
-Everything streams: rows are read by keyset on id, a page of them per query and a few at a time
-from its cursor (no OFFSET, no list of a million runs, nor a page of runs of megabytes each, in
-memory), and written out a chunk of a few MB at a time. Under ASGI the response gets an
+Everything streams: rows are read by keyset on id, a page's sizes first and then its rows a few MB
+at a time (no OFFSET, no list of a million runs, nor a page of runs of megabytes each, in memory),
+and written out a chunk of up to a few MB at a time. Under ASGI the response gets an
 asynchronous iterator that reads each chunk's rows in Django's sync thread; a synchronous iterator
 there would be read whole into memory by Django before the first byte is sent.
 """
@@ -17,19 +17,24 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
+from django.db.models import Value
 from django.utils import timezone
 
 from runs.models import JobRun, Run
+from runs import queries
 from runs.queries import RunFilter, filter_runs, per_status, result_and_extra, storable, with_state_body
 
-# Rows a query reads at most (keyset on id, see _rows).
+# Runs a keyset query pages through (see _rows), and about how many bytes of their text are read,
+# and written as one chunk of the download, at a time. A run may hold megabytes (an error message
+# or parameters with a scraped page in them, and its state body, which brings the result): pages
+# of 1,000 runs read and written whole took the process to 1.3 GB for a JSONL download of 2,000
+# runs of which 60 held 5 MB messages. A page's sizes are read first, then its runs a few MB at a
+# time. Not a server-side cursor that hands over a few runs at a time: a transaction-mode pooler
+# (the README allows PgBouncer's) cannot keep one open from one statement to the next.
 PAGE_SIZE = 1000
-# Rows the database hands over at a time, and about how many bytes of text a chunk of the download
-# holds. A run may hold megabytes (an error message or parameters with a scraped page in them, and
-# its state body, which brings the result): a page of 1,000 runs read and written whole took the
-# process to 1.3 GB for a JSONL download of 2,000 runs of which 60 held 5 MB messages.
-FETCH_ROWS = 20
 CHUNK_BYTES = 4 * 2**20
+# The columns whose sizes a page's first query reads.
+_LARGE = ("error_message", "parameters_json", "state_raw")
 # A result whose objects bring ever new keys must not make a header of unbounded width.
 MAX_RESULT_COLUMNS = 500
 
@@ -59,22 +64,36 @@ def neutralise(value: object) -> object:
 
 
 def _rows(runs, fields: list[str], *, newest_first: bool = True) -> Iterator[dict]:
-    """The queryset's rows one by one: PAGE_SIZE a query, by keyset on id, each query's read
-    FETCH_ROWS at a time (a server-side cursor on PostgreSQL)."""
+    """The queryset's rows one by one: PAGE_SIZE ids and sizes a query by keyset on id, then the
+    rows of those ids about CHUNK_BYTES of their large columns at a time."""
     order = "-id" if newest_first else "id"
     runs = runs.order_by(order)
+    large = [queries.text_size(name) for name in _LARGE if name in fields]
+    sized = runs.annotate(export_size=sum(large[1:], large[0])) if large else runs.annotate(export_size=Value(0))
     last = None
     while True:
-        page = runs
+        page = sized
         if last is not None:
             page = page.filter(id__lt=last) if newest_first else page.filter(id__gt=last)
-        read = 0
-        for row in page.values(*fields)[:PAGE_SIZE].iterator(chunk_size=FETCH_ROWS):
-            read += 1
-            yield row
-        if read < PAGE_SIZE:
+        sizes = list(page.values_list("id", "export_size")[:PAGE_SIZE])
+        for ids in _by_size(sizes):
+            yield from runs.filter(id__in=ids).values(*fields)
+        if len(sizes) < PAGE_SIZE:
             return
-        last = row["id"]
+        last = sizes[-1][0]
+
+
+def _by_size(sizes: list[tuple[int, int | None]]) -> Iterator[list[int]]:
+    """The ids, in order, in groups of about CHUNK_BYTES (a group holds at least one)."""
+    group, total = [], 0
+    for pk, size in sizes:
+        if group and total + (size or 0) > CHUNK_BYTES:
+            yield group
+            group, total = [], 0
+        group.append(pk)
+        total += size or 0
+    if group:
+        yield group
 
 
 def _grouped(rows: Iterable[dict]) -> Iterator[list[dict]]:

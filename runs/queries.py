@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time
 
-from django.db.models import Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import BigIntegerField, Func, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -259,7 +259,7 @@ class _Size(Func):
     decompress every message."""
 
     function = "LENGTH"
-    output_field = IntegerField()
+    output_field = BigIntegerField()
 
     def as_postgresql(self, compiler, connection, **extra):
         return self.as_sql(compiler, connection, function="OCTET_LENGTH", **extra)
@@ -354,8 +354,20 @@ def with_state_body(runs: QuerySet[Run]) -> QuerySet[Run]:
     """Runs annotated with `state_raw`, the bytes of the delivery their state came from, for lists
     that show results (exports): one look-up per run through delivery_by_run_sha. (Bodies of a
     run with the same bytes are the same body; the first stands for them.)"""
-    bodies = Delivery.objects.filter(run_id=OuterRef("pk"), sha256=OuterRef("content_sha256")).order_by("id")
-    return runs.annotate(state_raw=Subquery(bodies.values("raw")[:1]))
+    return runs.annotate(state_raw=Subquery(_state_bodies().values("raw")[:1]))
+
+
+def _state_bodies() -> QuerySet[Delivery]:
+    return Delivery.objects.filter(run_id=OuterRef("pk"), sha256=OuterRef("content_sha256")).order_by("id")
+
+
+def text_size(field: str):
+    """An expression for the size of what a run list's `field` holds (a column, or `state_raw`),
+    read without bringing the value itself to Python: for exports to read runs a few megabytes
+    at a time."""
+    if field == "state_raw":
+        return Subquery(_state_bodies().values("size")[:1])
+    return _Size(field)
 
 
 def result_and_extra(raw: bytes | memoryview | None) -> tuple[str, str]:
