@@ -8,11 +8,13 @@ there would be read whole into memory by Django before the first byte is sent.
 """
 
 import csv
+import functools
 import heapq
 import io
 import json
+import operator
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
@@ -68,44 +70,37 @@ def _rows(runs, fields: list[str], *, newest_first: bool = True) -> Iterator[dic
     rows of those ids about CHUNK_BYTES of their large columns at a time."""
     order = "-id" if newest_first else "id"
     runs = runs.order_by(order)
-    large = [queries.text_size(name) for name in _LARGE if name in fields]
-    sized = runs.annotate(export_size=sum(large[1:], large[0])) if large else runs.annotate(export_size=Value(0))
+    sizes = [queries.text_size(name) for name in _LARGE if name in fields] or [Value(0)]
+    sized = runs.annotate(export_size=functools.reduce(operator.add, sizes))
     last = None
     while True:
         page = sized
         if last is not None:
             page = page.filter(id__lt=last) if newest_first else page.filter(id__gt=last)
-        sizes = list(page.values_list("id", "export_size")[:PAGE_SIZE])
-        for ids in _by_size(sizes):
-            yield from runs.filter(id__in=ids).values(*fields)
-        if len(sizes) < PAGE_SIZE:
+        ids_and_sizes = list(page.values_list("id", "export_size")[:PAGE_SIZE])
+        for group in _groups(ids_and_sizes, lambda pair: pair[1] or 0):
+            yield from runs.filter(id__in=[pk for pk, _ in group]).values(*fields)
+        if len(ids_and_sizes) < PAGE_SIZE:
             return
-        last = sizes[-1][0]
-
-
-def _by_size(sizes: list[tuple[int, int | None]]) -> Iterator[list[int]]:
-    """The ids, in order, in groups of about CHUNK_BYTES (a group holds at least one)."""
-    group, total = [], 0
-    for pk, size in sizes:
-        if group and total + (size or 0) > CHUNK_BYTES:
-            yield group
-            group, total = [], 0
-        group.append(pk)
-        total += size or 0
-    if group:
-        yield group
+        last = ids_and_sizes[-1][0]
 
 
 def _grouped(rows: Iterable[dict]) -> Iterator[list[dict]]:
-    """Rows in groups of about CHUNK_BYTES of text, and PAGE_SIZE rows at most: a group is what
-    one chunk of a download is written from."""
-    group, size = [], 0
-    for row in rows:
-        group.append(row)
-        size += sum(len(value) for value in row.values() if isinstance(value, (str, bytes)))
-        if size >= CHUNK_BYTES or len(group) >= PAGE_SIZE:
+    """Rows in the groups one chunk of a download is written from (_groups, by their text)."""
+    return _groups(rows, lambda row: sum(len(v) for v in row.values() if isinstance(v, (str, bytes))))
+
+
+def _groups[T](items: Iterable[T], size: Callable[[T], int]) -> Iterator[list[T]]:
+    """The items in order, in groups of PAGE_SIZE at most and of CHUNK_BYTES at most by `size`,
+    unless one item alone is larger."""
+    group: list[T] = []
+    total = 0
+    for item in items:
+        if group and (total + size(item) > CHUNK_BYTES or len(group) >= PAGE_SIZE):
             yield group
-            group, size = [], 0
+            group, total = [], 0
+        group.append(item)
+        total += size(item)
     if group:
         yield group
 
