@@ -254,9 +254,9 @@ PAGE_MESSAGE_CHARS = 16 * 2**20
 
 
 class _Size(Func):
-    """A text's size for PAGE_MESSAGE_CHARS: in characters on SQLite, which reads the text through
-    for any measure; in bytes on PostgreSQL, from the stored value's header, where LENGTH would
-    decompress every message."""
+    """A text column's size, for bounds like PAGE_MESSAGE_CHARS and the exports' chunks: in
+    characters on SQLite, which reads the text through for any measure; in bytes on PostgreSQL,
+    from the stored value's header, where LENGTH would decompress every value."""
 
     function = "LENGTH"
     output_field = BigIntegerField()
