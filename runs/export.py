@@ -23,8 +23,9 @@ from django.db.models import Value
 from django.utils import timezone
 
 from runs.models import JobRun, Run
-from runs import queries
-from runs.queries import RunFilter, filter_runs, per_status, result_and_extra, storable, with_state_body
+from runs.queries import (
+    RunFilter, filter_runs, per_status, result_and_extra, storable, text_size, with_state_body,
+)  # fmt: skip
 
 # Runs a keyset query pages through (see _rows), and about how many bytes of their text are read,
 # and written as one chunk of the download, at a time. A run may hold megabytes (an error message
@@ -70,7 +71,7 @@ def _rows(runs, fields: list[str], *, newest_first: bool = True) -> Iterator[dic
     rows of those ids about CHUNK_BYTES of their large columns at a time."""
     order = "-id" if newest_first else "id"
     runs = runs.order_by(order)
-    sizes = [queries.text_size(name) for name in _LARGE if name in fields] or [Value(0)]
+    sizes = [text_size(name) for name in _LARGE if name in fields] or [Value(0)]
     sized = runs.annotate(export_size=functools.reduce(operator.add, sizes))
     last = None
     while True:
@@ -96,11 +97,12 @@ def _groups[T](items: Iterable[T], size: Callable[[T], int]) -> Iterator[list[T]
     group: list[T] = []
     total = 0
     for item in items:
-        if group and (total + size(item) > CHUNK_BYTES or len(group) >= PAGE_SIZE):
+        n = size(item)
+        if group and (total + n > CHUNK_BYTES or len(group) >= PAGE_SIZE):
             yield group
             group, total = [], 0
         group.append(item)
-        total += size(item)
+        total += n
     if group:
         yield group
 
