@@ -1,12 +1,13 @@
 """What storing costs in sinkdash's own schema, without sinkdash's Python around it.
 
-    import_schema_floor.py EMPTY.sqlite3 FILE.jsonl [BATCH]
+    import_schema_floor.py EMPTY.sqlite3 FILE.jsonl [BATCH [CACHE_MIB CHECKPOINT_PAGES]]
 
 EMPTY.sqlite3 is a freshly migrated sinkdash database (this script works on a copy of it beside
 it). Each line is parsed with sinkdash's own parser, untimed, and turned into the run row and the
 delivery row sinkdash stores for a new run (parents made up front: one project, its jobs and job
 runs). Then only the inserts are timed: bare sqlite3 executemany of both rows, BATCH runs per
-transaction, with sinkdash's pragmas and every index of its schema. Counters, failure groups and
+transaction, with sinkdash's pragmas and every index of its schema (bench/importing.py gives it the
+importer's batch size, page cache and checkpoint interval). Counters, failure groups and
 the look-ups for existing runs are left out, so this is a floor sinkdash's importer cannot reach.
 Prints one JSON line: rows and seconds.
 """
@@ -39,14 +40,16 @@ def moment(value):
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if value else None
 
 
-def main(empty: str, path: str, batch: int = 5000) -> dict:
+def main(empty: str, path: str, batch: int = 5000, cache_mib: int = 128, checkpoint_pages: int = 1000) -> dict:
     db = empty + ".floor"
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
     shutil.copy(empty, db)
     conn = sqlite3.connect(db, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-131072", "temp_store=MEMORY"):
+    pragmas = ("journal_mode=WAL", "synchronous=NORMAL", f"cache_size=-{cache_mib * 1024}", "temp_store=MEMORY",
+               f"wal_autocheckpoint={checkpoint_pages}")  # fmt: skip
+    for pragma in pragmas:
         conn.execute(f"PRAGMA {pragma}")
     conn.execute(
         "INSERT INTO runs_project (project_id, name, workspace_id, run_count, failed_count,"

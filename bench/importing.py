@@ -10,6 +10,8 @@ VmHWM, printed by `import_runs -v 2`; wait4's maximum, what `/usr/bin/time -v` p
 larger of the two and counts in the reader the importer's memory that it forked from).
 """
 
+import ast
+import functools
 import json
 import os
 import re
@@ -24,9 +26,24 @@ TARGET_RUNS_PER_S = 20_000
 TARGET_RSS_MB = 300
 
 
+@functools.cache
+def importer_tuning() -> list[str]:
+    """The importer's batch size, SQLite page cache (MiB) and checkpoint interval (pages), from
+    runs/importer.py, as the floors' arguments: a floor run with other settings measures the
+    settings as well as the work. Read from the source, since importing it needs Django set up."""
+    names = ("BATCH_SIZE", "SQLITE_CACHE_MIB", "SQLITE_CHECKPOINT_PAGES")
+    tree = ast.parse((ROOT / "runs" / "importer.py").read_text())
+    found = {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body if isinstance(node, ast.Assign)
+        for target in node.targets if isinstance(target, ast.Name) and target.id in names
+    }  # fmt: skip
+    return [str(found[name]) for name in names]
+
+
 def _waited(command: list[str], env: dict, out: Path, time_limit: float | None = None) -> dict:
-    """Run a command to its end (or SIGTERM at the time limit); seconds, exit status and its own
-    peak RSS."""
+    """Run a command to its end (or SIGTERM at the time limit); seconds, exit status, its own peak
+    RSS, and the CPU time of it and the children it waited for."""
     with open(out, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)  # fmt: skip
@@ -44,7 +61,8 @@ def _waited(command: list[str], env: dict, out: Path, time_limit: float | None =
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     return {"seconds": seconds, "exit": process.returncode, "max_rss_mb": usage.ru_maxrss / 1024,
-            "stopped": stopped, "output": out.read_text(errors="replace")[-2000:]}  # fmt: skip
+            "cpu_s": usage.ru_utime + usage.ru_stime, "stopped": stopped,
+            "output": out.read_text(errors="replace")[-2000:]}  # fmt: skip
 
 
 def timed_import(site: Site, paths: list[Path], time_limit: float | None = None) -> dict:
@@ -58,6 +76,10 @@ def timed_import(site: Site, paths: list[Path], time_limit: float | None = None)
     if peaks:
         result["importer_rss_mb"], result["reader_rss_mb"] = map(int, peaks.groups())
         result["max_rss_mb"] = result["importer_rss_mb"] + result["reader_rss_mb"]
+    cpu = re.search(r"CPU time: ([\d.]+) s in this process", result["output"])
+    if cpu:  # wait4 counted the reading process, which the importer waits for, in the import's
+        result["importer_cpu_s"] = float(cpu.group(1))
+        result["reader_cpu_s"] = result["cpu_s"] - result["importer_cpu_s"]
     added = site.run_count() - before
     result.update(runs_before=before, runs_added=added, runs_per_s=added / result["seconds"])
     imported = [line for line in result["output"].splitlines() if line.startswith("Imported:")]
@@ -74,8 +96,8 @@ def floor(data: Dataset, work: Path) -> dict:
     for stale in work.glob("floor.sqlite3*"):
         stale.unlink()
     say(f"floor: sqlite3 executemany of {data.runs:,} rows")
-    result = _waited([PY, str(ROOT / "bench" / "import_floor.py"), str(db), str(data.path)], dict(os.environ),
-                     work / "floor.log")  # fmt: skip
+    result = _waited([PY, str(ROOT / "bench" / "import_floor.py"), str(db), str(data.path), *importer_tuning()],
+                     dict(os.environ), work / "floor.log")  # fmt: skip
     if result["exit"] != 0:
         raise RuntimeError(result["output"])
     figures = json.loads(result["output"].strip().splitlines()[-1])
@@ -92,8 +114,8 @@ def schema_floor(data: Dataset) -> dict:
     empty.manage("migrate", "--noinput", "-v", "0")
     say(f"schema floor: bare sqlite3 executemany of sinkdash's run and delivery rows, {data.runs:,} runs")
     try:
-        result = _waited([PY, str(ROOT / "bench" / "import_schema_floor.py"), str(empty.path), str(data.path)],
-                         dict(os.environ), empty.data_dir / "schema-floor.log")  # fmt: skip
+        result = _waited([PY, str(ROOT / "bench" / "import_schema_floor.py"), str(empty.path), str(data.path),
+                          *importer_tuning()], dict(os.environ), empty.data_dir / "schema-floor.log")  # fmt: skip
         if result["exit"] != 0:
             raise RuntimeError(result["output"])
         figures = json.loads(result["output"].strip().splitlines()[-1])
@@ -130,6 +152,22 @@ def main(args, keep: bool = False) -> Site | None:
     if not args.keep:
         site.drop()
     return None
+
+
+def _cpu_lines(imported: dict, schema_figures: dict, site: Site) -> list[str]:
+    """Where the import's CPU went, per run, and the rates that leaves room for on this machine."""
+    if "reader_cpu_s" not in imported or not imported["runs_added"]:
+        return []
+    per_run = lambda seconds: seconds / imported["runs_added"] * 1e6  # noqa: E731
+    storing, reading = per_run(imported["importer_cpu_s"]), per_run(imported["reader_cpu_s"])
+    cores = os.cpu_count() or 1
+    return [
+        f"- CPU a run: {storing:.0f} µs in the storing process, {reading:.0f} µs in its reading process "
+        f"({storing + reading:.0f} µs in all, start-up included{'' if site.kind == 'sqlite' else ', PostgreSQL server not counted'}). "
+        f"One process stores, so at most {1e6 / storing:,.0f} runs/s with reading free; {cores} cores running both "
+        f"processes flat out, at most {cores * 1e6 / (storing + reading):,.0f}. Bare storing into the schema "
+        f"(the table's last row) took {1e6 / schema_figures['runs_per_s']:.0f} µs a run.",
+    ]
 
 
 def _report(args, at, site, data, imported, floor_figures, schema_figures, counts, size) -> None:
@@ -173,6 +211,7 @@ def _report(args, at, site, data, imported, floor_figures, schema_figures, count
         f"included, at {schema_figures['runs_per_s']:,.0f} rows/s (the rows built beforehand with sinkdash's parser, "
         f"one project, no counters, no look-ups of existing runs): the importer reaches "
         f"{rate / schema_figures['runs_per_s']:.2f} of that with everything else it does.",
+        *_cpu_lines(imported, schema_figures, site),
         "- Counters after the import, recounted in SQL (bench/inspect_db.py recount): "
         + ("**all right**" if counters_ok else f"**{counts['mismatch_count']} mismatches**")
         + f": {counts['runs']:,} runs, {counts['deliveries']:,} deliveries, {counts['job_runs']:,} job runs "

@@ -137,6 +137,8 @@ def test_the_peak_memory_of_both_processes_is_reported_when_asked(tmp_path, read
     line = next(line for line in out.splitlines() if line.startswith("Peak memory:"))
     here, reader = (int(word) for word in line.split() if word.isdigit())
     assert here > 20 and reader > 5  # an interpreter each, in MB
+    cpu = next(line for line in out.splitlines() if line.startswith("CPU time:"))
+    assert float(cpu.split()[2]) > 0.1  # Django's start-up alone takes more
 
 
 def fifty_bodies_whose_second_batch_raises(tmp_path, monkeypatch, error: BaseException) -> Path:
