@@ -346,8 +346,14 @@ def run_detail(run_id: str) -> Run | None:
 def state_of(run: Run) -> tuple[str, str]:
     """The JSON texts of the run's result and of the fields neither payload shape names, read
     from the body its state came from: a run keeps them only there (see runs.models)."""
+    return result_and_extra(state_body(run)[1])
+
+
+def state_body(run: Run) -> tuple[int | None, bytes | None]:
+    """The id and bytes of the delivery the run's state came from (the first with its bytes: the
+    same bytes are the same body); (None, None) when it is gone."""
     bodies = Delivery.objects.filter(run_id=run.pk, sha256=run.content_sha256).order_by("id")
-    return result_and_extra(bodies.values_list("raw", flat=True).first())
+    return bodies.values_list("pk", "raw").first() or (None, None)
 
 
 def with_state_body(runs: QuerySet[Run]) -> QuerySet[Run]:

@@ -182,7 +182,8 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = queries.run_detail(run_id)
     if run is None:
         raise Http404(f"no run with id {run_id!r}")
-    result_json, extra_json = queries.state_of(run)
+    state_delivery, state_raw = queries.state_body(run)
+    result_json, extra_json = queries.result_and_extra(state_raw)
     deliveries = list(queries.deliveries_of(run)[:DELIVERIES_SHOWN])
     context = {
         "run": run,
@@ -190,8 +191,9 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
         "has_result": result_json != "null",
         "result_size": len(result_json.encode()),
         "extra": _pretty(extra_json) if extra_json != "{}" else "",
-        # The body the run's state came from, whole, for what the previews cut.
-        "state_delivery": next((d.pk for d in deliveries if d.sha256 == run.content_sha256), None),
+        # The body the run's state came from, whole, for what the previews cut: looked up, not
+        # found among the deliveries listed, which are only the first DELIVERIES_SHOWN.
+        "state_delivery": state_delivery,
         "deliveries": deliveries,
         "same_parameters": queries.same_parameters(run),
         "same_parameters_url": _same_parameters_url(run),

@@ -110,6 +110,20 @@ def test_a_run_page_lists_its_first_deliveries_and_says_how_many_there_are(sink,
     assert len(signed_in.get("/api/runs/r-loop").json()["deliveries"]) == 5
 
 
+def test_the_state_body_is_linked_when_it_came_after_the_deliveries_listed(sink, signed_in, monkeypatch):
+    monkeypatch.setattr(views, "DELIVERIES_SHOWN", 2)
+    for _ in range(3):  # the sender's retries of the first body
+        sink.post(documented_body("r-late", status="failed", message="Timeout"))
+    page = "<p>scraped</p>" * 2_000  # longer than the preview
+    state = documented_body("r-late", status="failed", message=page)
+    sink.post(state)
+    html = signed_in.get("/runs/r-late/").content.decode()
+    delivery = Delivery.objects.filter(run__run_id="r-late").latest("id")
+    assert f'id="body-{delivery.pk}"' not in html  # not among those listed
+    assert f'href="/api/deliveries/{delivery.pk}/raw" download>download it</a>' in html
+    assert json.loads(bytes(delivery.raw)) == state
+
+
 def test_delivery_body_page_works_without_htmx(sink, signed_in):
     sink.post(documented_body("r-4"))
     d = Delivery.objects.get()
