@@ -98,6 +98,21 @@ def ms(value: float) -> str:
     return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
 
+def process_stat(path: Path) -> tuple[str, list[str]] | None:
+    """A Linux /proc/<pid>/stat (or task/<tid>/stat) file as the command's name and the fields
+    after it (so ppid is [1], utime and stime [11] and [12], the reaped children's [13] and [14],
+    in clock ticks), or None when the process has ended."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    name, _, rest = text.partition(" (")[2].rpartition(")")
+    return name, rest.split()
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

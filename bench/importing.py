@@ -24,7 +24,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import PY, ROOT, Dataset, Site, dataset, machine, machine_line, rerun_command, say, table, write_section
+from common import (
+    CLOCK_TICKS, PY, ROOT, Dataset, Site, dataset, machine, machine_line, process_stat, rerun_command, say, table,
+    write_section,
+)  # fmt: skip
 
 TARGET_RUNS_PER_S = 20_000
 TARGET_RSS_MB = 300
@@ -73,27 +76,15 @@ def postgres_cpu_s() -> float | None:
     """CPU seconds PostgreSQL's processes on this machine have used: each live process's own, and
     the postmaster's reaped children's (a backend that ended meanwhile, such as the importer's).
     None when no PostgreSQL server runs here (a remote one)."""
-    total, found = 0.0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # ended meanwhile
-            continue
-        if text[text.index("(") + 1 : text.rindex(")")] != "postgres":
-            continue
-        found = True
-        fields = text[text.rindex(")") + 2 :].split()
-        utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
-        postmaster = _process_name(int(fields[1])) != "postgres"  # its children are counted by it
-        total += utime + stime + (cutime + cstime if postmaster else 0)
-    return total / os.sysconf("SC_CLK_TCK") if found else None
-
-
-def _process_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
+    stats = {int(path.parent.name): process_stat(path) for path in Path("/proc").glob("[0-9]*/stat")}
+    servers = {pid: stat[1] for pid, stat in stats.items() if stat and stat[0] == "postgres"}
+    if not servers:
+        return None
+    ticks = 0
+    for fields in servers.values():
+        postmaster = int(fields[1]) not in servers  # its children's time is counted by it
+        ticks += sum(int(value) for value in fields[11:15 if postmaster else 13])
+    return ticks / CLOCK_TICKS
 
 
 def timed_import(site: Site, paths: list[Path], time_limit: float | None = None) -> dict:

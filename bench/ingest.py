@@ -72,22 +72,21 @@ class Server:
     def cpu_threads(self) -> list[tuple[int, int, float]]:
         """(process id, thread id, user + system CPU seconds so far) of every thread of the server:
         uvicorn's supervisor and its workers (Linux /proc)."""
+        from common import CLOCK_TICKS, process_stat
+
         threads = []
-        ticks = os.sysconf("SC_CLK_TCK")
         for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
+            process = process_stat(stat)
+            if process is None:
                 continue
-            pid, ppid = int(stat.parent.name), int(fields[1])
+            pid, ppid = int(stat.parent.name), int(process[1][1])
             if pid != self.proc.pid and ppid != self.proc.pid:
                 continue
             for task in stat.parent.glob("task/[0-9]*/stat"):
-                try:
-                    values = task.read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                threads.append((pid, int(task.parent.name), (int(values[11]) + int(values[12])) / ticks))
+                thread = process_stat(task)
+                if thread is not None:
+                    values = thread[1]
+                    threads.append((pid, int(task.parent.name), (int(values[11]) + int(values[12])) / CLOCK_TICKS))
         return threads
 
     def stop(self) -> None:
