@@ -185,15 +185,15 @@ def _cpu_lines(imported: dict, schema_figures: dict, site: Site) -> list[str]:
         return []
     per_run = lambda seconds: seconds / imported["runs_added"] * 1e6  # noqa: E731
     storing, reading = per_run(imported["importer_cpu_s"]), per_run(imported["reader_cpu_s"])
-    # On PostgreSQL the storing process waits for each statement, so a run costs it its own CPU
-    # and the server's one after the other.
+    # On PostgreSQL the storing process waits for most of what the server does for it, so a run
+    # costs about its own CPU and the server's one after the other (pipelined statements and the
+    # server's background writers overlap the storing a little: hence "about").
     server = per_run(imported["server_cpu_s"]) if "server_cpu_s" in imported else 0.0
     cores = os.cpu_count() or 1
     where = f"{storing:.0f} µs in the storing process, {reading:.0f} µs in its reading process"
     one_process = "so at most"
     if server:
         where += f", {server:.0f} µs in PostgreSQL's processes"
-        # Pipelined statements and the server's background writers overlap the storing a little.
         one_process = "and waits for most of the server's work, so about"
     elif site.kind == "postgresql":
         where += " (PostgreSQL's not known: the server is not on this machine)"
